@@ -1,0 +1,94 @@
+"""Every error redisresults raises: one base class, and builtin bases where users expect them."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+
+class RedisResultsError(Exception):
+    """Base class of every error raised by redisresults."""
+
+
+class ConfigError(RedisResultsError, ValueError):
+    """A URL, option or setting that does not validate; nothing was sent to Redis."""
+
+
+class BackendStoreError(RedisResultsError):
+    """A result could not be stored (too large, refused by the server); nothing was written."""
+
+    def __init__(self, message: str, *, state: Optional[str] = None, task_id: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.state = state
+        self.task_id = task_id
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_store_error, (str(self), self.state, self.task_id))
+
+    def __repr__(self) -> str:
+        return f"BackendStoreError({str(self)!r}, state={self.state!r}, task_id={self.task_id!r})"
+
+
+def _rebuild_store_error(message: str, state: Optional[str], task_id: Optional[str]) -> BackendStoreError:
+    return BackendStoreError(message, state=state, task_id=task_id)
+
+
+class ResultTimeout(RedisResultsError, TimeoutError):
+    """The result was not ready before the caller's deadline."""
+
+
+class ContentDisallowed(RedisResultsError):
+    """A payload uses a serializer that is not in ``accept`` (pickle is refused by default)."""
+
+
+class DecodeError(RedisResultsError):
+    """A stored document or a published message that cannot be decoded into a result meta."""
+
+
+class ConnectionUnavailable(RedisResultsError, ConnectionError):
+    """Redis could not be reached within the caller's bounds."""
+
+
+class DrainerError(RedisResultsError):
+    """The background drainer stopped; waits cannot be served. The cause is chained."""
+
+
+class UsageError(RedisResultsError, RuntimeError):
+    """An API used in a way that would corrupt shared state (e.g. a second concurrent drain)."""
+
+
+class RemoteError(RedisResultsError):
+    """A task failure whose exception class is not available here.
+
+    Stored exception types are never imported; when the class is not already loaded
+    (or is not an exception), a subclass of this is generated carrying the stored
+    type name, module and arguments.
+    """
+
+    exc_type: str = "RemoteError"
+    exc_module: str = "redisresults"
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.exc_args = tuple(args)
+
+    def __str__(self) -> str:
+        if len(self.args) == 1:
+            return str(self.args[0])
+        return str(self.args) if self.args else ""
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_remote_error, (type(self).exc_module, type(self).exc_type, self.args))
+
+
+def _rebuild_remote_error(module: str, name: str, args: tuple[Any, ...]) -> RemoteError:
+    return remote_error_class(module, name)(*args)
+
+
+def remote_error_class(module: str, name: str) -> type[RemoteError]:
+    """A RemoteError subclass that reads like the remote type in tracebacks."""
+    safe_name = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in name.rsplit(".", 1)[-1])
+    if not safe_name or safe_name[0].isdigit():
+        safe_name = "_" + safe_name
+    cls = type(safe_name, (RemoteError,), {"exc_type": name, "exc_module": module, "__module__": "redisresults.remote"})
+    cls.__qualname__ = safe_name
+    return cls
