@@ -36,6 +36,10 @@ class ResultTimeout(RedisResultsError, TimeoutError):
     """The result was not ready before the caller's deadline."""
 
 
+class EncodeError(RedisResultsError, TypeError):
+    """A result that cannot be serialized; nothing was stored."""
+
+
 class ContentDisallowed(RedisResultsError):
     """A payload uses a serializer that is not in ``accept`` (pickle is refused by default)."""
 

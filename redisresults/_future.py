@@ -1,0 +1,61 @@
+"""A per-wait future: set once by the drainer, awaited by one caller with a deadline."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Optional
+
+Listener = Callable[["ResultFuture"], None]
+
+
+class ResultFuture:
+    """Holds one meta (or an error) for one waiter. Small on purpose: thousands may be pending.
+
+    Only the party that removed the future from the consumer's table sets it, so it is set
+    exactly once without a lock of its own; waiting blocks on a pre-acquired lock (which
+    gevent's monkey-patching makes cooperative).
+    """
+
+    __slots__ = ("_error", "_gate", "_meta", "done", "listener", "task_id")
+
+    def __init__(self, task_id: str, listener: Optional[Listener] = None) -> None:
+        self.task_id = task_id
+        self.listener = listener
+        self.done = False
+        self._meta: Optional[dict[str, Any]] = None
+        self._error: Optional[BaseException] = None
+        self._gate = threading.Lock()
+        self._gate.acquire()
+
+    def set_meta(self, meta: dict[str, Any]) -> None:
+        self._meta = meta
+        self._finish()
+
+    def set_error(self, error: BaseException) -> None:
+        self._error = error
+        self._finish()
+
+    def _finish(self) -> None:
+        self.done = True
+        self._gate.release()
+
+    def wait(self, timeout: Optional[float]) -> bool:
+        """True once set; False when ``timeout`` (seconds, None = no limit) passes first."""
+        if self.done:
+            return True
+        if timeout is None:
+            acquired = self._gate.acquire()
+        elif timeout <= 0:
+            return self.done
+        else:
+            acquired = self._gate.acquire(timeout=timeout)
+        if acquired:
+            self._gate.release()
+        return self.done
+
+    def meta(self) -> dict[str, Any]:
+        """The meta it was set with; re-raises the error it was failed with."""
+        if self._error is not None:
+            raise self._error
+        assert self._meta is not None
+        return self._meta

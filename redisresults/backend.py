@@ -1,0 +1,430 @@
+"""RedisBackend and SentinelBackend: one thread-safe object, one connection pool, one drainer.
+
+Storing goes through the shared pool (one atomic script per store); waiting goes through the
+backend's single ResultConsumer. A forked child builds its own pool and consumer on first use.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Optional
+
+import redis
+import redis.exceptions as rex
+import redis.sentinel
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from . import _meta
+from ._callbacks import CallbackRunner
+from ._config import Config, build_config, options_from_celery
+from ._consumer import ResultConsumer
+from ._drainer import resolve_mode
+from ._exceptions import ConfigError, DecodeError
+from ._keys import check_id, group_key, task_id_of, task_key
+from ._log import get_logger
+from ._retry import call_with_retry
+from ._serialization import dumps, get_serializer, loads
+from ._store import (
+    REF_FIELD,
+    STORE_SCRIPT,
+    ServerLimit,
+    check_payload_size,
+    check_raw_size,
+    is_bulk_rejection,
+    reference_message,
+    too_large,
+)
+from ._url import masked
+
+if TYPE_CHECKING:
+    from .result import AsyncResult, GroupResult, ResultSet
+
+log = get_logger()
+
+_EXTENDED_KEYS = ("group_id", "parent_id", "name", "args", "kwargs", "worker", "retries", "queue")
+_SENTINEL_DEFAULTS = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
+
+
+class RedisBackend:
+    """Stores task results in Redis and waits on them without polling.
+
+    ``RedisBackend(url, **options)``: explicit options beat URL values, which beat defaults.
+    Safe to share between any number of threads (or greenlets under gevent).
+    """
+
+    def __init__(self, url: Optional[str] = None, **options: Any) -> None:
+        self._config: Config = build_config(url, **options)
+        self._check_kind()
+        for warning in self._config.warnings:
+            log.warning("insecure_tls_setting", message=warning)
+        self._serializer = get_serializer(self._config.serializer)
+        self._accept = frozenset(self._config.accept)
+        self._mode = resolve_mode(self._config.concurrency)
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._pool: Any = None
+        self._client: Optional[redis.Redis] = None
+        self._script: Any = None
+        self._consumer: Optional[ResultConsumer] = None
+        self._callbacks: Optional[CallbackRunner] = None
+        self._server_limit = ServerLimit()
+
+    def _check_kind(self) -> None:
+        if self._config.kind != "redis":
+            raise ConfigError("sentinel:// URLs need SentinelBackend (backend_from_url picks it for you)")
+
+    # ------------------------------------------------------------------ connection
+
+    @property
+    def connparams(self) -> dict[str, Any]:
+        """The keyword arguments handed to redis-py's connection pool (a copy)."""
+        params = dict(self._config.connparams)
+        if "hosts" in params:
+            params["hosts"] = [dict(host) for host in params["hosts"]]
+        return params
+
+    @property
+    def client(self) -> redis.Redis:
+        """A ``redis.Redis`` on the backend's one shared pool; safe from any thread."""
+        self._check_fork()
+        client = self._client
+        if client is None:
+            with self._lock:
+                if self._client is None:
+                    self._pool = self._make_pool()
+                    self._client = redis.Redis(connection_pool=self._pool)
+                    self._script = self._client.register_script(STORE_SCRIPT)
+                client = self._client
+        return client
+
+    def _make_pool(self) -> Any:
+        params = self.connparams
+        params.pop("hosts", None)
+        # Retrying is ours (bounded, per retry_policy); redis-py's own retries would multiply it.
+        return redis.ConnectionPool(retry=Retry(NoBackoff(), 0), **params)
+
+    def _drainer_client(self) -> redis.Redis:
+        return self.client
+
+    def _check_fork(self) -> None:
+        if self._pid != os.getpid():
+            # A forked child must never read the parent's sockets: start over, leave theirs alone.
+            self._pid = os.getpid()
+            self._lock = threading.Lock()
+            self._pool = None
+            self._client = None
+            self._script = None
+            self._consumer = None
+            self._callbacks = None
+
+    @property
+    def result_consumer(self) -> ResultConsumer:
+        """The backend's one ResultConsumer (created on first use)."""
+        self._check_fork()
+        consumer = self._consumer
+        if consumer is None:
+            self.client  # noqa: B018 - the pool must exist before the drainer starts
+            with self._lock:
+                if self._consumer is None:
+                    self._consumer = ResultConsumer(self, self._mode)
+                consumer = self._consumer
+        return consumer
+
+    @property
+    def callbacks(self) -> CallbackRunner:
+        self._check_fork()
+        runner = self._callbacks
+        if runner is None:
+            with self._lock:
+                if self._callbacks is None:
+                    self._callbacks = CallbackRunner(self._mode)
+                runner = self._callbacks
+        return runner
+
+    def as_uri(self, include_password: bool = False) -> str:
+        """The backend URL; the password shows as ``**`` unless asked for."""
+        url = self._config.url
+        if url is None:
+            params = self._config.connparams
+            scheme = "rediss" if "ssl_cert_reqs" in params else "redis"
+            auth = ""
+            if params.get("password") is not None:
+                shown = params["password"] if include_password else "**"
+                auth = f"{params.get('username', '')}:{shown}@"
+            elif params.get("username"):
+                auth = f"{params['username']}@"
+            if "path" in params:
+                return f"socket://{auth}{params['path']}?virtual_host={params['db']}"
+            return f"{scheme}://{auth}{params['host']}:{params['port']}/{params['db']}"
+        return url if include_password else masked(url)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for operators: pending futures, subscribed channels, drainer, reconnects."""
+        consumer = self._consumer
+        if consumer is None or self._pid != os.getpid():
+            return {
+                "pending": 0,
+                "channels": 0,
+                "subscribed": 0,
+                "drainer_alive": False,
+                "connected": False,
+                "reconnects": 0,
+                "recovered": 0,
+                "messages": 0,
+                "skipped_messages": 0,
+                "reads": 0,
+                "cached": 0,
+                "mode": self._mode,
+                "last_error": None,
+                "failure": None,
+            }
+        return consumer.stats()
+
+    def close(self) -> None:
+        """Stop the drainer and callback loop and disconnect the pool. Pending waits fail."""
+        with self._lock:
+            consumer, self._consumer = self._consumer, None
+            callbacks, self._callbacks = self._callbacks, None
+            pool, self._pool = self._pool, None
+            self._client = None
+            self._script = None
+        if self._pid != os.getpid():
+            return
+        if consumer is not None:
+            consumer.close()
+        if callbacks is not None:
+            callbacks.close()
+        if pool is not None:
+            pool.disconnect()
+
+    def __enter__(self) -> RedisBackend:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.as_uri()}>"
+
+    # ------------------------------------------------------------------ storing
+
+    def store_result(
+        self, task_id: str, result: Any, state: str, traceback: Optional[str] = None, **extended: Any
+    ) -> Any:
+        """Store and publish ``result`` in ``state``, atomically; a stored SUCCESS is never replaced."""
+        check_id("task", task_id)
+        children = extended.pop("children", None)
+        unknown = sorted(set(extended) - set(_EXTENDED_KEYS))
+        if unknown:
+            raise TypeError(f"store_result() got unexpected field(s): {', '.join(unknown)}")
+        check_raw_size(result, self._config.max_value_size, task_id=task_id, state=state)
+        meta = _meta.make_meta(task_id, result, state, traceback, children=children, extended=extended or None)
+        payload = dumps(meta, self._serializer)
+        self._write(task_key(self._config.global_keyprefix, task_id), payload, task_id=task_id, state=state)
+        return result
+
+    def mark_as_started(self, task_id: str, **meta: Any) -> Any:
+        return self.store_result(task_id, meta, _meta.STARTED)
+
+    def mark_as_done(self, task_id: str, result: Any) -> Any:
+        return self.store_result(task_id, result, _meta.SUCCESS)
+
+    def mark_as_failure(self, task_id: str, exc: BaseException, traceback: Optional[str] = None) -> Any:
+        return self.store_result(task_id, _meta.encode_exception(exc), _meta.FAILURE, traceback)
+
+    def mark_as_retry(self, task_id: str, exc: BaseException, traceback: Optional[str] = None) -> Any:
+        return self.store_result(task_id, _meta.encode_exception(exc), _meta.RETRY, traceback)
+
+    def mark_as_revoked(self, task_id: str, reason: str = "") -> Any:
+        revoked = {"exc_type": "TaskRevokedError", "exc_message": [reason], "exc_module": "celery.exceptions"}
+        return self.store_result(task_id, revoked, _meta.REVOKED)
+
+    def _write(self, key: bytes, payload: bytes, *, task_id: Optional[str], state: Optional[str]) -> bool:
+        """One script call: SET (with expiry) + PUBLISH unless a SUCCESS is stored. Retried if transient."""
+        client = self.client
+        check_payload_size(payload, self._config.max_value_size, self._server_limit, client, task_id=task_id, state=state)
+        limit = self._config.max_publish_size
+        message = b""
+        if limit is not None and len(payload) > limit:
+            message = reference_message(task_id or "", state or "", len(payload))
+        ttl = self._config.expires or 0
+        script = self._script
+
+        def attempt() -> Any:
+            try:
+                return script(keys=[key], args=[payload, ttl, message], client=client)
+            except (rex.ConnectionError, rex.ResponseError) as error:
+                if len(payload) > 1024 * 1024 and is_bulk_rejection(error):
+                    self._server_limit.refresh(client)
+                    raise too_large(len(payload), self._config.max_value_size, task_id=task_id, state=state,
+                                    what="the encoded document (refused by the server)") from error
+                raise
+
+        written = call_with_retry(attempt, self._config.retry_policy, what=f"storing {key.decode('utf-8', 'replace')}")
+        if not written:
+            log.info("store_skipped_success_exists", task_id=task_id, state=state)
+        elif task_id is not None and state is not None:
+            consumer = self._consumer
+            if consumer is not None:
+                consumer.forget(task_id)
+        return bool(written)
+
+    def get_task_meta(self, task_id: str) -> dict[str, Any]:
+        """The stored document as a dict (exceptions stay in their stored dict form); PENDING if missing."""
+        check_id("task", task_id)
+        consumer = self._consumer
+        if consumer is not None:
+            cached = consumer.cached(task_id)
+            if cached is not None:
+                return cached
+        key = task_key(self._config.global_keyprefix, task_id)
+        client = self.client
+        raw = call_with_retry(lambda: client.get(key), self._config.retry_policy, what="reading a result")
+        if raw is None:
+            return _meta.pending_meta(task_id)
+        meta = self._decode_stored(key, raw)
+        if consumer is not None:
+            consumer.remember(task_id, meta)
+        return meta
+
+    def get_many_metas(self, task_ids: list[str]) -> list[dict[str, Any]]:
+        """One MGET for many ids; missing keys read as PENDING."""
+        if not task_ids:
+            return []
+        keys = [task_key(self._config.global_keyprefix, check_id("task", tid)) for tid in task_ids]
+        client = self.client
+        values = call_with_retry(lambda: client.mget(keys), self._config.retry_policy, what="reading results")
+        return [
+            _meta.pending_meta(tid) if raw is None else self._decode_stored(key, raw)
+            for tid, key, raw in zip(task_ids, keys, values)
+        ]
+
+    def forget(self, task_id: str) -> None:
+        check_id("task", task_id)
+        key = task_key(self._config.global_keyprefix, task_id)
+        client = self.client
+        call_with_retry(lambda: client.delete(key), self._config.retry_policy, what="forgetting a result")
+        consumer = self._consumer
+        if consumer is not None:
+            consumer.forget(task_id)
+
+    def save_group(self, group_id: str, task_ids: Iterable[Any]) -> None:
+        """Store a group document (Celery's format) so ``restore_group`` can rebuild it anywhere."""
+        check_id("group", group_id)
+        ids = [getattr(item, "id", item) for item in task_ids]
+        for tid in ids:
+            check_id("task", tid)
+        payload = dumps(_meta.make_group_meta(group_id, ids), self._serializer)
+        self._write(group_key(self._config.global_keyprefix, group_id), payload, task_id=group_id, state=None)
+
+    def restore_group(self, group_id: str) -> Optional[GroupResult]:
+        from .result import GroupResult
+
+        check_id("group", group_id)
+        key = group_key(self._config.global_keyprefix, group_id)
+        client = self.client
+        raw = call_with_retry(lambda: client.get(key), self._config.retry_policy, what="reading a group")
+        if raw is None:
+            return None
+        label = key.decode("utf-8", "replace")
+        gid, ids = _meta.parse_group_meta(loads(raw, self._serializer, self._accept, key=label), key=label)
+        return GroupResult(gid, ids, backend=self)
+
+    def delete_group(self, group_id: str) -> None:
+        check_id("group", group_id)
+        key = group_key(self._config.global_keyprefix, group_id)
+        client = self.client
+        call_with_retry(lambda: client.delete(key), self._config.retry_policy, what="deleting a group")
+
+    # ------------------------------------------------------------------ decoding
+
+    def _decode_stored(self, key: bytes, raw: bytes) -> dict[str, Any]:
+        label = key.decode("utf-8", "replace")
+        return _meta.validate_meta(loads(raw, self._serializer, self._accept, key=label), key=label)
+
+    def _decode_message(self, channel: bytes, data: Any) -> Optional[dict[str, Any]]:
+        """A published meta, or None for a reference to a result too large to publish."""
+        if not isinstance(data, bytes):
+            raise DecodeError(f"message on {channel.decode('utf-8', 'replace')} is not bytes")
+        label = channel.decode("utf-8", "replace")
+        document = loads(data, self._serializer, self._accept, key=label)
+        if isinstance(document, dict) and isinstance(document.get(REF_FIELD), Mapping):
+            return None
+        return _meta.validate_meta(document, key=label)
+
+    def task_id_for(self, key: bytes) -> str:
+        return task_id_of(self._config.global_keyprefix, key)
+
+    # ------------------------------------------------------------------ waiting
+
+    def AsyncResult(self, task_id: str) -> AsyncResult:  # noqa: N802 - Celery's name
+        from .result import AsyncResult
+
+        return AsyncResult(task_id, backend=self)
+
+    def ResultSet(self, results: Iterable[Any]) -> ResultSet:  # noqa: N802
+        from .result import ResultSet
+
+        return ResultSet(results, backend=self)
+
+    def GroupResult(self, group_id: str, results: Iterable[Any]) -> GroupResult:  # noqa: N802
+        from .result import GroupResult
+
+        return GroupResult(group_id, results, backend=self)
+
+    def wait_for_meta(self, task_id: str, timeout: Optional[float]) -> dict[str, Any]:
+        """Block until ``task_id`` is ready (cache first); ResultTimeout past ``timeout``."""
+        check_id("task", task_id)
+        if timeout is not None and timeout <= 0:
+            meta = self.get_task_meta(task_id)
+            if meta["status"] in _meta.READY_STATES:
+                return meta
+            from ._exceptions import ResultTimeout
+
+            raise ResultTimeout(f"result of task {task_id} not ready (timeout=0 checks once)")
+        return self.result_consumer.wait_for(task_id, timeout)
+
+
+class SentinelBackend(RedisBackend):
+    """A RedisBackend that finds the master through Redis Sentinel and follows failovers."""
+
+    def _check_kind(self) -> None:
+        if self._config.kind != "sentinel":
+            raise ConfigError("SentinelBackend needs a sentinel:// URL (sentinel://h1:26379;sentinel://h2:26379)")
+
+    def _make_pool(self) -> Any:
+        params = self.connparams
+        hosts = params.pop("hosts")
+        sentinel_kwargs = {**_SENTINEL_DEFAULTS, **self._config.sentinel_kwargs}
+        sentinel = redis.sentinel.Sentinel(
+            [(host["host"], host["port"]) for host in hosts],
+            min_other_sentinels=self._config.min_other_sentinels,
+            sentinel_kwargs=sentinel_kwargs,
+        )
+        params.setdefault("connection_class", redis.sentinel.SentinelManagedConnection)
+        return redis.sentinel.SentinelConnectionPool(
+            self._config.master_name, sentinel, retry=Retry(NoBackoff(), 0), **params
+        )
+
+    def as_uri(self, include_password: bool = False) -> str:
+        url = self._config.url or ""
+        return url if include_password else masked(url)
+
+
+def backend_from_url(url: Optional[str] = None, **options: Any) -> RedisBackend:
+    """The backend class for ``url``'s scheme: RedisBackend, or SentinelBackend for ``sentinel://``."""
+    if url:
+        from ._url import scheme_of
+
+        if scheme_of(url) == "sentinel":
+            return SentinelBackend(url, **options)
+    return RedisBackend(url, **options)
+
+
+def from_config(settings: Mapping[str, Any]) -> RedisBackend:
+    """A backend from Celery's setting names (``app.conf`` or any mapping)."""
+    url, options = options_from_celery(settings)
+    return backend_from_url(url, **options)
