@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import ssl
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Optional
@@ -535,7 +535,7 @@ def _int_option(name: str, value: Any, minimum: int) -> int:
             raise ConfigError(f"{name} must be a whole number, got {_short(value)}")
     if value < minimum:
         raise ConfigError(f"{name} must be >= {minimum}, got {value}")
-    return value
+    return int(value)
 
 
 def _number_option(name: str, value: Any, minimum: float) -> float:

@@ -33,7 +33,7 @@ log = get_logger()
 READY = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
 CONNECTION_ERRORS = (rex.ConnectionError, rex.TimeoutError, OSError, socket.timeout)
 BATCH = 2000
-PING_MESSAGE = b"redisresults-ping"
+PING_MESSAGE = "redisresults-ping"
 DEFAULT_HEALTH_INTERVAL = 10.0
 _RECONNECT_POLICY = {"interval_start": 0.05, "interval_step": 0.25, "interval_max": 2.0}
 
@@ -413,7 +413,7 @@ class ResultConsumer:
                 self._inflight[channel] = self._inflight.get(channel, 0) + 1
         for start in range(0, len(to_unsub), BATCH):
             chunk = to_unsub[start : start + BATCH]
-            pubsub.unsubscribe(*chunk)
+            pubsub.unsubscribe(*chunk)  # type: ignore[no-untyped-call]
             self._subscribed.difference_update(chunk)
             for channel in chunk:
                 self._inflight[channel] = self._inflight.get(channel, 0) + 1

@@ -56,6 +56,7 @@ EXCEPTION_STATES = frozenset({FAILURE, RETRY, REVOKED})
 
 #: Custom states (``update_state(state="PROGRESS")``): upper-case identifiers of bounded length.
 _CUSTOM_STATE = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
+_STATE_LIKE = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 
 #: Optional keys in the order Celery's ``_get_result_meta`` writes them, between ``date_done`` and ``task_id``.
 EXTENDED_KEYS = ("group_id", "parent_id", "name", "args", "kwargs", "worker", "retries", "queue")
@@ -79,12 +80,17 @@ def is_valid_state(state: Any) -> bool:
 
 
 def _describe(value: Any) -> str:
-    """A value's type and size, or a short printable string as is: enough to debug, never a payload."""
+    """A value's type (and length, for a str): enough to debug a document, never a piece of its payload."""
     if isinstance(value, str):
-        if len(value) <= 64 and value.isprintable():
-            return repr(value)
         return f"a str of {len(value)} characters"
     return f"a {type(value).__name__}"
+
+
+def _describe_state(state: Any) -> str:
+    """A state is a short name, not payload: shown when it looks like one (e.g. 'success'), else described."""
+    if isinstance(state, str) and _STATE_LIKE.fullmatch(state):
+        return repr(state)
+    return _describe(state)
 
 
 # -- writing -------------------------------------------------------------------------------------------------------
@@ -111,7 +117,7 @@ def make_meta(
     if not isinstance(task_id, str) or not task_id:
         raise ConfigError(f"task_id must be a non-empty str, got {_describe(task_id)}")
     if not is_valid_state(state):
-        raise ConfigError(f"unknown state {_describe(state)}: use a Celery state or an upper-case custom state")
+        raise ConfigError(f"unknown state {_describe_state(state)}: use a Celery state or an upper-case custom state")
     if traceback is not None and not isinstance(traceback, str):
         raise ConfigError(f"traceback must be a str or None, got {_describe(traceback)}")
     if state in EXCEPTION_STATES:
@@ -236,7 +242,7 @@ def validate_meta(obj: Any, *, key: str) -> dict[str, Any]:
         raise DecodeError(f"document at key {key!r} is {_describe(obj)}, not a result meta")
     status = obj.get("status")
     if not is_valid_state(status):
-        raise DecodeError(f"document at key {key!r} has an unknown state: {_describe(status)}")
+        raise DecodeError(f"document at key {key!r} has an unknown state: {_describe_state(status)}")
     if status in EXCEPTION_STATES and not isinstance(obj.get("result"), BaseException):  # BaseException: pickle
         problem = _exception_dict_problem(obj.get("result"))
         if problem is not None:

@@ -129,9 +129,8 @@ def check_payload_size(
     if size > _MIN_SERVER_BULK:
         server_limit = server.get(client)
         if server_limit is not None and size > server_limit:
-            raise too_large(
-                size, server_limit, task_id=task_id, state=state, what="the encoded document (server proto-max-bulk-len)"
-            )
+            what = "the encoded document (server proto-max-bulk-len)"
+            raise too_large(size, server_limit, task_id=task_id, state=state, what=what)
 
 
 def is_bulk_rejection(error: BaseException) -> bool:

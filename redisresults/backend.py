@@ -245,7 +245,8 @@ class RedisBackend:
     def _write(self, key: bytes, payload: bytes, *, task_id: Optional[str], state: Optional[str]) -> bool:
         """One script call: SET (with expiry) + PUBLISH unless a SUCCESS is stored. Retried if transient."""
         client = self.client
-        check_payload_size(payload, self._config.max_value_size, self._server_limit, client, task_id=task_id, state=state)
+        limit_bytes = self._config.max_value_size
+        check_payload_size(payload, limit_bytes, self._server_limit, client, task_id=task_id, state=state)
         limit = self._config.max_publish_size
         message = b""
         if limit is not None and len(payload) > limit:
@@ -330,7 +331,8 @@ class RedisBackend:
         if raw is None:
             return None
         label = key.decode("utf-8", "replace")
-        gid, ids = _meta.parse_group_meta(loads(raw, self._serializer, self._accept, key=label), key=label)
+        data = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
+        gid, ids = _meta.parse_group_meta(loads(data, self._serializer, self._accept, key=label), key=label)
         return GroupResult(gid, ids, backend=self)
 
     def delete_group(self, group_id: str) -> None:
@@ -341,9 +343,10 @@ class RedisBackend:
 
     # ------------------------------------------------------------------ decoding
 
-    def _decode_stored(self, key: bytes, raw: bytes) -> dict[str, Any]:
+    def _decode_stored(self, key: bytes, raw: bytes | str) -> dict[str, Any]:
         label = key.decode("utf-8", "replace")
-        return _meta.validate_meta(loads(raw, self._serializer, self._accept, key=label), key=label)
+        data = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
+        return _meta.validate_meta(loads(data, self._serializer, self._accept, key=label), key=label)
 
     def _decode_message(self, channel: bytes, data: Any) -> Optional[dict[str, Any]]:
         """A published meta, or None for a reference to a result too large to publish."""
@@ -360,17 +363,17 @@ class RedisBackend:
 
     # ------------------------------------------------------------------ waiting
 
-    def AsyncResult(self, task_id: str) -> AsyncResult:  # noqa: N802 - Celery's name
+    def AsyncResult(self, task_id: str) -> AsyncResult:
         from .result import AsyncResult
 
         return AsyncResult(task_id, backend=self)
 
-    def ResultSet(self, results: Iterable[Any]) -> ResultSet:  # noqa: N802
+    def ResultSet(self, results: Iterable[Any]) -> ResultSet:
         from .result import ResultSet
 
         return ResultSet(results, backend=self)
 
-    def GroupResult(self, group_id: str, results: Iterable[Any]) -> GroupResult:  # noqa: N802
+    def GroupResult(self, group_id: str, results: Iterable[Any]) -> GroupResult:
         from .result import GroupResult
 
         return GroupResult(group_id, results, backend=self)
@@ -399,13 +402,13 @@ class SentinelBackend(RedisBackend):
         params = self.connparams
         hosts = params.pop("hosts")
         sentinel_kwargs = {**_SENTINEL_DEFAULTS, **self._config.sentinel_kwargs}
-        sentinel = redis.sentinel.Sentinel(
+        sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
             [(host["host"], host["port"]) for host in hosts],
             min_other_sentinels=self._config.min_other_sentinels,
             sentinel_kwargs=sentinel_kwargs,
         )
         params.setdefault("connection_class", redis.sentinel.SentinelManagedConnection)
-        return redis.sentinel.SentinelConnectionPool(
+        return redis.sentinel.SentinelConnectionPool(  # type: ignore[no-untyped-call]
             self._config.master_name, sentinel, retry=Retry(NoBackoff(), 0), **params
         )
 

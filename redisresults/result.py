@@ -35,7 +35,7 @@ def _value(meta: dict[str, Any], key: str, propagate: bool) -> Any:
 class AsyncResult:
     """A pending or finished task result, Celery's ``AsyncResult`` in spirit and names."""
 
-    def __init__(self, id: str, backend: Optional[RedisBackend] = None) -> None:  # noqa: A002 - Celery's name
+    def __init__(self, id: str, backend: Optional[RedisBackend] = None) -> None:
         if backend is None:
             raise ConfigError("AsyncResult needs a backend: backend.AsyncResult(id) or AsyncResult(id, backend=...)")
         if not isinstance(id, str) or not id:
@@ -144,7 +144,7 @@ class AsyncResult:
                 meta = future.meta()
                 self._ready_meta = meta
                 value = _value(meta, self._label(), propagate=True)
-            except BaseException as error:  # noqa: BLE001 - handed to the Future
+            except BaseException as error:
                 runner.submit(result.set_exception, error)
             else:
                 runner.submit(result.set_result, value)
@@ -187,92 +187,6 @@ class ResultSet:
         for result in unknown:
             if fresh[result.id]["status"] in _meta.READY_STATES:
                 result._ready_meta = fresh[result.id]
-        return [r._ready_meta or fresh[r.id] for r in self.results]
-
-    def ready(self) -> bool:
-        return self.state in _meta.READY_STATES
-
-    def successful(self) -> bool:
-        return self.state == _meta.SUCCESS
-
-    def failed(self) -> bool:
-        return self.state == _meta.FAILURE
-
-    def forget(self) -> None:
-        self._ready_meta = None
-        self.backend.forget(self.id)
-
-    def then(self, callback: Callable[[AsyncResult], Any]) -> None:
-        """Call ``callback(self)`` once when ready, on the backend's callback loop (outside all locks)."""
-        runner = self.backend.callbacks
-
-        def on_ready(future: ResultFuture) -> None:
-            try:
-                self._ready_meta = future.meta()
-            except Exception:  # noqa: S110 - the callback sees the failure through get()
-                pass
-            runner.submit(callback, self)
-
-        self.backend.result_consumer.register(self.id, on_ready)
-
-    def as_future(self) -> concurrent.futures.Future[Any]:
-        """A ``concurrent.futures.Future`` for use with ``concurrent.futures.wait``/``as_completed``."""
-        result: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        result.set_running_or_notify_cancel()
-        runner = self.backend.callbacks
-
-        def settle(future: ResultFuture) -> None:
-            try:
-                meta = future.meta()
-                self._ready_meta = meta
-                value = _value(meta, self._label(), propagate=True)
-            except BaseException as error:  # noqa: BLE001 - handed to the Future
-                runner.submit(result.set_exception, error)
-            else:
-                runner.submit(result.set_result, value)
-
-        self.backend.result_consumer.register(self.id, settle)
-        return result
-
-
-class ResultSet:
-    """Many results awaited together under one deadline, push-driven (no polling, no sleeps)."""
-
-    def __init__(self, results: Iterable[Any], backend: Optional[RedisBackend] = None) -> None:
-        items = list(results)
-        if backend is None:
-            backend = next((r.backend for r in items if isinstance(r, AsyncResult)), None)
-        if backend is None:
-            raise ConfigError("ResultSet needs a backend")
-        self.backend = backend
-        self.results: list[AsyncResult] = []
-        seen: set[str] = set()
-        for item in items:
-            result = item if isinstance(item, AsyncResult) else AsyncResult(item, backend=backend)
-            if result.id not in seen:
-                seen.add(result.id)
-                self.results.append(result)
-
-    def __len__(self) -> int:
-        return len(self.results)
-
-    def __iter__(self) -> Iterator[AsyncResult]:
-        return iter(self.results)
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__}: [{', '.join(r.id for r in self.results)}]>"
-
-    def _refresh(self) -> list[dict[str, Any]]:
-        """One MGET for every member not already known to be ready."""
-        unknown = [r for r in self.results if r._ready_meta is None]
-        metas = self.backend.get_many_metas([r.id for r in unknown])
-        for result, meta in zip(unknown, metas):
-            if meta["status"] in _meta.READY_STATES:
-                result._ready_meta = meta
-        return [r._ready_meta or meta for r, meta in zip(self.results, self._known_or(unknown, metas))]
-
-    def _known_or(self, unknown: list[AsyncResult], metas: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        fresh = {r.id: m for r, m in zip(unknown, metas)}
         return [r._ready_meta or fresh[r.id] for r in self.results]
 
     def ready(self) -> bool:
@@ -343,7 +257,7 @@ class ResultSet:
 class GroupResult(ResultSet):
     """A ResultSet with an id, saved and restored in Celery's group document format."""
 
-    def __init__(self, id: str, results: Iterable[Any] = (), backend: Optional[RedisBackend] = None) -> None:  # noqa: A002
+    def __init__(self, id: str, results: Iterable[Any] = (), backend: Optional[RedisBackend] = None) -> None:
         super().__init__(results, backend=backend)
         self.id = id
 
@@ -358,5 +272,5 @@ class GroupResult(ResultSet):
         self.backend.delete_group(self.id)
 
     @classmethod
-    def restore(cls, id: str, backend: RedisBackend) -> Optional[GroupResult]:  # noqa: A002
+    def restore(cls, id: str, backend: RedisBackend) -> Optional[GroupResult]:
         return backend.restore_group(id)
