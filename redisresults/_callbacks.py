@@ -6,7 +6,7 @@ import queue
 import threading
 from typing import Any, Callable, Optional
 
-from ._drainer import Runner
+from ._drainer import Runner, simple_queue
 from ._log import get_logger
 
 log = get_logger()
@@ -18,7 +18,7 @@ class CallbackRunner:
 
     def __init__(self, mode: str) -> None:
         self._mode = mode
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Any] = simple_queue(mode)
         self._lock = threading.Lock()
         self._runner: Optional[Runner] = None
 

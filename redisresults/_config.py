@@ -665,7 +665,21 @@ def options_from_celery(settings: Mapping[str, Any]) -> tuple[Optional[str], dic
         raise ConfigError(f"unknown setting {raw_key!r} (not a Celery result/redis setting redisresults knows)")
     if "accept" not in options and fallback_accept is not None:
         options["accept"] = fallback_accept
+    if url:
+        # As in Celery, a value written in the URL beats a setting: app.conf always holds Celery's
+        # defaults (redis_socket_timeout=120.0, ...), which must not silently override ?socket_timeout=5.
+        for name in _url_option_names(url):
+            options.pop(name, None)
     return url, options
+
+
+def _url_option_names(url: str) -> set[str]:
+    """The option names that ``url`` (every node of a sentinel URL) gives a value."""
+    nodes = split_sentinel_url(url) if scheme_of(url) in SENTINEL_SCHEMES else [url]
+    names: set[str] = set()
+    for node in nodes:
+        names.update(_url_values(parse_url(node)))
+    return names
 
 
 def _normalize_setting(key: str) -> str:

@@ -6,6 +6,7 @@ never imports gevent.
 
 from __future__ import annotations
 
+import queue
 import sys
 import threading
 from typing import Any, Callable, Optional
@@ -15,14 +16,33 @@ from ._exceptions import ConfigError
 GEVENT_HINT = "pip install 'redisresults[gevent]'"
 
 
+# What the drainer blocks on: locks (threading), the Pub/Sub socket and its wake-up pair (socket),
+# and select.select over both. Unpatched, any of them would freeze the whole hub.
+_NEEDED_PATCHES = ("threading", "socket", "select")
+
+
 def gevent_patched() -> bool:
-    """True when gevent is loaded and has monkey-patched threading and socket in this process."""
+    """True when gevent is loaded and has monkey-patched threading, socket and select in this process."""
     if "gevent" not in sys.modules:
         return False
     monkey = sys.modules.get("gevent.monkey")
     if monkey is None:
         return False
-    return bool(monkey.is_module_patched("threading") and monkey.is_module_patched("socket"))
+    return all(monkey.is_module_patched(name) for name in _NEEDED_PATCHES)
+
+
+def simple_queue(mode: str) -> queue.SimpleQueue[Any]:
+    """A FIFO whose blocking ``get`` yields to the hub in gevent mode.
+
+    ``patch_all()`` patches ``queue`` too, but a process that patched only threading/socket/select
+    would otherwise get the C ``SimpleQueue``, whose ``get`` blocks the hub (and so the drainer
+    that would fill it).
+    """
+    if mode == "gevent":
+        from gevent.queue import SimpleQueue
+
+        return SimpleQueue()  # type: ignore[no-any-return]
+    return queue.SimpleQueue()
 
 
 def resolve_mode(concurrency: str) -> str:
@@ -36,7 +56,8 @@ def resolve_mode(concurrency: str) -> str:
             raise ConfigError(f"concurrency='gevent' needs gevent: {GEVENT_HINT}") from None
         if not gevent_patched():
             raise ConfigError(
-                "concurrency='gevent' needs a monkey-patched process: call gevent.monkey.patch_all() before "
+                "concurrency='gevent' needs a monkey-patched process (threading, socket and select): call "
+                "gevent.monkey.patch_all() before "
                 "importing redis/redisresults (or run under gunicorn -k gevent). redis-py uses blocking sockets, "
                 "which would freeze the gevent hub otherwise."
             )

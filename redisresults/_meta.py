@@ -20,25 +20,9 @@ from ._log import get_logger
 from ._serialization import Serializer, get_serializer
 
 __all__ = [
-    "EXCEPTION_STATES",
-    "FAILURE",
-    "PENDING",
-    "PROPAGATE_STATES",
-    "READY_STATES",
-    "RECEIVED",
-    "RETRY",
-    "REVOKED",
-    "STARTED",
-    "SUCCESS",
-    "encode_exception",
-    "is_valid_state",
-    "make_group_meta",
-    "make_meta",
-    "parse_date_done",
-    "parse_group_meta",
-    "pending_meta",
-    "rebuild_exception",
-    "validate_meta",
+    "EXCEPTION_STATES", "FAILURE", "PENDING", "PROPAGATE_STATES", "READY_STATES", "RECEIVED", "RETRY", "REVOKED",
+    "STARTED", "SUCCESS", "encode_exception", "is_valid_state", "make_group_meta", "make_meta", "parse_date_done",
+    "parse_group_meta", "pending_meta", "rebuild_exception", "validate_meta",
 ]
 
 PENDING = "PENDING"
@@ -263,7 +247,7 @@ def validate_meta(obj: Any, *, key: str) -> dict[str, Any]:
 
 def parse_date_done(value: Any) -> datetime | None:
     """``date_done`` as a datetime (aware when it was written with an offset, as Celery writes it)."""
-    if value is None or value == "":
+    if value is None or (isinstance(value, str) and not value):
         return None
     if isinstance(value, datetime):
         return value

@@ -221,7 +221,9 @@ class RedisBackend:
         if unknown:
             raise TypeError(f"store_result() got unexpected field(s): {', '.join(unknown)}")
         check_raw_size(result, self._config.max_value_size, task_id=task_id, state=state)
-        meta = _meta.make_meta(task_id, result, state, traceback, children=children, extended=extended or None)
+        meta = _meta.make_meta(
+            task_id, result, state, traceback, children=children, extended=extended or None, serializer=self._serializer
+        )
         payload = dumps(meta, self._serializer)
         self._write(task_key(self._config.global_keyprefix, task_id), payload, task_id=task_id, state=state)
         return result
@@ -233,10 +235,13 @@ class RedisBackend:
         return self.store_result(task_id, result, _meta.SUCCESS)
 
     def mark_as_failure(self, task_id: str, exc: BaseException, traceback: Optional[str] = None) -> Any:
-        return self.store_result(task_id, _meta.encode_exception(exc), _meta.FAILURE, traceback)
+        return self.store_result(task_id, self._encode_exc(exc), _meta.FAILURE, traceback)
 
     def mark_as_retry(self, task_id: str, exc: BaseException, traceback: Optional[str] = None) -> Any:
-        return self.store_result(task_id, _meta.encode_exception(exc), _meta.RETRY, traceback)
+        return self.store_result(task_id, self._encode_exc(exc), _meta.RETRY, traceback)
+
+    def _encode_exc(self, exc: BaseException) -> dict[str, Any]:
+        return _meta.encode_exception(exc, serializer=self._serializer)
 
     def mark_as_revoked(self, task_id: str, reason: str = "") -> Any:
         revoked = {"exc_type": "TaskRevokedError", "exc_message": [reason], "exc_module": "celery.exceptions"}

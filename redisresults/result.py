@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from . import _meta
+from ._drainer import simple_queue
 from ._exceptions import ConfigError, ResultTimeout
 from ._future import ResultFuture
 
@@ -208,7 +209,7 @@ class ResultSet:
         """Yield each member AsyncResult as it becomes ready (completion order), one deadline."""
         deadline = None if timeout is None else time.monotonic() + timeout
         self._refresh()
-        arrived: queue.SimpleQueue[ResultFuture] = queue.SimpleQueue()
+        arrived: queue.SimpleQueue[ResultFuture] = simple_queue(self.backend._mode)
         by_id = {r.id: r for r in self.results}
         pending: dict[str, ResultFuture] = {}
         for result in self.results:
