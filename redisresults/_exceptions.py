@@ -81,6 +81,8 @@ class RemoteError(RedisResultsError):
         return str(self.args) if self.args else ""
 
     def __reduce__(self) -> Any:
+        if type(self) is RemoteError:  # the class itself is importable; only generated ones are rebuilt
+            return (RemoteError, self.args)
         return (_rebuild_remote_error, (type(self).exc_module, type(self).exc_type, self.args))
 
 

@@ -6,6 +6,7 @@ is built instead of at the first connect (redis-py and Celery pass unknown parts
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from typing import Optional
@@ -168,7 +169,7 @@ def _split_hostport(hostport: str, scheme: str) -> tuple[Optional[str], Optional
         if end == -1:
             raise ConfigError(f"URL host {hostport!r} has an unclosed IPv6 bracket")
         host, port_text = hostport[: end + 1], hostport[end + 1 :]
-        if not _IPV6_RE.match(host):
+        if not _IPV6_RE.match(host) or not _is_ipv6(host[1:-1]):
             raise ConfigError(f"URL host {host!r} is not a valid IPv6 address")
         if port_text and not port_text.startswith(":"):
             raise ConfigError(f"unexpected text after the IPv6 host: {port_text!r}")
@@ -192,6 +193,15 @@ def _split_hostport(hostport: str, scheme: str) -> tuple[Optional[str], Optional
         if not 1 <= port <= 65535:
             raise ConfigError(f"URL port must be a number from 1 to 65535, got {port}")
     return host or None, port
+
+
+def _is_ipv6(text: str) -> bool:
+    """A bracketed host must be a real IPv6 address (``[zz]`` would only fail later, in DNS)."""
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _parse_query(raw: str) -> tuple[tuple[str, str], ...]:
