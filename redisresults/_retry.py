@@ -7,6 +7,7 @@ are retried; everything else (auth, permissions, wrong type, protocol limits) fa
 from __future__ import annotations
 
 import random
+import ssl
 import time
 from collections.abc import Mapping
 from typing import Callable, Optional, TypeVar
@@ -22,9 +23,23 @@ log = get_logger()
 _TRANSIENT_REPLIES = ("READONLY", "LOADING", "MASTERDOWN", "TRYAGAIN", "NOREPLICAS")
 
 
+def _certificate_rejected(error: BaseException) -> bool:
+    """A TLS certificate (or hostname) that failed verification: retrying cannot change the verdict."""
+    current: BaseException | None = error
+    for _ in range(8):  # redis-py wraps the ssl error; follow a short cause chain, never a cycle
+        if current is None:
+            break
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return True
+        current = current.__cause__ or current.__context__
+    return "CERTIFICATE_VERIFY_FAILED" in str(error)
+
+
 def is_transient(error: BaseException) -> bool:
     """True for errors a later attempt can cure."""
     if isinstance(error, (rex.AuthenticationError, rex.AuthorizationError, rex.NoPermissionError)):
+        return False
+    if _certificate_rejected(error):
         return False
     if isinstance(error, (rex.ConnectionError, rex.TimeoutError, rex.ReadOnlyError, rex.BusyLoadingError)):
         return True

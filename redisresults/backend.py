@@ -109,6 +109,10 @@ class RedisBackend:
     def _drainer_client(self) -> redis.Redis:
         return self.client
 
+    def _master_address(self) -> Optional[tuple[str, int]]:
+        """Where writes go now, for backends that can fail over (Sentinel); None for one server."""
+        return None
+
     def _check_fork(self) -> None:
         if self._pid != os.getpid():
             # A forked child must never read the parent's sockets: start over, leave theirs alone.
@@ -263,7 +267,8 @@ class RedisBackend:
             try:
                 return script(keys=[key], args=[payload, ttl, message], client=client)
             except (rex.ConnectionError, rex.ResponseError) as error:
-                if len(payload) > 1024 * 1024 and is_bulk_rejection(error):
+                big = len(payload) > 1024 * 1024
+                if big and (is_bulk_rejection(error) or self._cut_off_by_live_server(client, error)):
                     self._server_limit.refresh(client)
                     raise too_large(len(payload), self._config.max_value_size, task_id=task_id, state=state,
                                     what="the encoded document (refused by the server)") from error
@@ -277,6 +282,16 @@ class RedisBackend:
             if consumer is not None:
                 consumer.forget(task_id)
         return bool(written)
+
+    def _cut_off_by_live_server(self, client: redis.Redis, error: BaseException) -> bool:
+        """A big write cut off (broken pipe) while the server still answers PING, its bulk limit unknown (CONFIG
+        GET denied): the server refused the size and closed the connection, so a retry would fail the same way."""
+        if not isinstance(error, rex.ConnectionError) or self._server_limit.get(client) is not None:
+            return False
+        try:
+            return bool(client.ping())
+        except (rex.RedisError, OSError):
+            return False
 
     def get_task_meta(self, task_id: str) -> dict[str, Any]:
         """The stored document as a dict (exceptions stay in their stored dict form); PENDING if missing."""
@@ -406,7 +421,9 @@ class SentinelBackend(RedisBackend):
     def _make_pool(self) -> Any:
         params = self.connparams
         hosts = params.pop("hosts")
-        sentinel_kwargs = {**_SENTINEL_DEFAULTS, **self._config.sentinel_kwargs}
+        # No redis-py retries on sentinel queries either: ours are bounded by retry_policy (a dead node would
+        # otherwise cost seconds of hidden backoff per lookup, and stall close() behind the drainer).
+        sentinel_kwargs = {**_SENTINEL_DEFAULTS, "retry": Retry(NoBackoff(), 0), **self._config.sentinel_kwargs}
         sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
             [(host["host"], host["port"]) for host in hosts],
             min_other_sentinels=self._config.min_other_sentinels,
@@ -416,6 +433,15 @@ class SentinelBackend(RedisBackend):
         return redis.sentinel.SentinelConnectionPool(  # type: ignore[no-untyped-call]
             self._config.master_name, sentinel, retry=Retry(NoBackoff(), 0), **params
         )
+
+    def _master_address(self) -> Optional[tuple[str, int]]:
+        """Ask Sentinel for the master. When it moved, redis-py drops idle pooled connections now and
+        in-use ones on release, so stores stop going to a demoted master that still accepts writes."""
+        pool = self._pool
+        if pool is None:
+            return None
+        host, port = pool.get_master_address()
+        return str(host), int(port)
 
     def as_uri(self, include_password: bool = False) -> str:
         url = self._config.url or ""
