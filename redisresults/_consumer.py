@@ -35,6 +35,12 @@ CONNECTION_ERRORS = (rex.ConnectionError, rex.TimeoutError, OSError, socket.time
 BATCH = 2000
 PING_MESSAGE = "redisresults-ping"
 DEFAULT_HEALTH_INTERVAL = 10.0
+# Sentinel: how often the drainer asks where the master is. After a manual failover the old master
+# keeps accepting writes (and holding our subscription) until Sentinel reconfigures it, ~10 s later.
+MASTER_CHECK_INTERVAL = 1.0
+# ...and how long it keeps reading the old master's subscription once the pool has moved: stores already
+# under way on an old connection still publish there, and the new master will never have those keys.
+MASTER_MOVE_GRACE = 0.25
 _RECONNECT_POLICY = {"interval_start": 0.05, "interval_step": 0.25, "interval_max": 2.0}
 
 
@@ -77,6 +83,11 @@ class ResultConsumer:
         self._health_interval = float(hc) if hc else DEFAULT_HEALTH_INTERVAL
         timeout = backend._config.connparams.get("socket_timeout")
         self._read_timeout = float(timeout) if timeout else 30.0
+        self._follows_master = backend._config.kind == "sentinel"
+        self._next_master_check = 0.0
+        self._step_wait = self._health_interval
+        if self._follows_master:
+            self._step_wait = min(self._health_interval, MASTER_CHECK_INTERVAL)
         # Drainer-only state (never touched by other threads).
         self._pubsub: Optional[PubSub] = None
         self._connected = False
@@ -312,7 +323,7 @@ class ResultConsumer:
         try:
             while not self._stopping:
                 try:
-                    self._step(self._health_interval)
+                    self._step(self._step_wait)
                     attempt = 0
                 except CONNECTION_ERRORS as error:
                     self._lost(error)
@@ -322,7 +333,9 @@ class ResultConsumer:
             with self._lock:
                 self._failure = error
             log.error("drainer_died", error=repr(error))
-            self._fail_all(DrainerError(f"the result drainer stopped: {error!r}"))
+            failure = DrainerError(f"the result drainer stopped: {error!r}")
+            failure.__cause__ = error  # pending waiters see the cause, as later register() calls do
+            self._fail_all(failure)
             if not isinstance(error, Exception):
                 raise
         finally:
@@ -341,6 +354,7 @@ class ResultConsumer:
         read = self._pump(max_wait)
         self._read_confirmed()
         self._check_health(read)
+        self._check_master()
         if self._reconnect_due:
             self._reconnect_due = False
             raise rex.ConnectionError("the Pub/Sub connection was re-established underneath; resyncing")
@@ -444,6 +458,11 @@ class ResultConsumer:
             count += 1
             if message is not None:
                 self._on_message(message)
+        if count:
+            # Let the waiters just woken run before our bookkeeping (UNSUBSCRIBE, key reads): under
+            # gevent this yields to the hub, with threads it offers the GIL. Once per batch, not per
+            # message, so a fan-in of thousands of results is not slowed down (see `redisresults bench`).
+            time.sleep(0)
         return count
 
     def _ready_to_read(self) -> bool:
@@ -459,13 +478,15 @@ class ResultConsumer:
             return False
         readable, _, _ = select.select(watch, [], [], max(0.0, max_wait))
         if wake_r is not None and wake_r in readable:
-            with self._lock:
-                self._wake_pending = False
+            # Drain first, then clear the flag: clearing first lets a wake-up sent in between be
+            # swallowed while the flag stays set, which silences every later wake-up.
             try:
                 while wake_r.recv(4096):
                     pass
             except (BlockingIOError, OSError):
                 pass
+            with self._lock:
+                self._wake_pending = False
         return sock is not None and sock in readable
 
     def _sleep(self, delay: float) -> None:
@@ -571,6 +592,34 @@ class ResultConsumer:
         if entry is not None:
             for future in entry.futures:
                 self._resolve(future, error=error)
+
+    def _check_master(self) -> None:
+        """Sentinel: after a failover, resubscribe on the new master (then re-read) within a second."""
+        now = time.monotonic()
+        if not self._follows_master or now < self._next_master_check:
+            return
+        self._next_master_check = now + MASTER_CHECK_INTERVAL
+        try:
+            address = self._backend._master_address()
+        except CONNECTION_ERRORS as error:  # sentinels unreachable: keep the connection we have
+            log.debug("master_check_failed", error=repr(error))
+            return
+        conn = self._pubsub.connection if self._pubsub is not None else None
+        where = (getattr(conn, "host", None), getattr(conn, "port", None))
+        if address is not None and conn is not None and where != address:
+            self._read_for(MASTER_MOVE_GRACE)
+            raise rex.ConnectionError(f"the master moved to {address[0]}:{address[1]}; resubscribing there")
+
+    def _read_for(self, seconds: float) -> None:
+        """Deliver whatever arrives on the current connection during ``seconds``."""
+        end = time.monotonic() + seconds
+        while True:
+            left = end - time.monotonic()
+            if left <= 0 or self._pubsub is None or self._pubsub.connection is None:
+                return
+            conn = self._pubsub.connection
+            if conn.can_read(timeout=0) or self._wait_readable(getattr(conn, "_sock", None), left):
+                self._pump(0.0)
 
     def _check_health(self, read: int) -> None:
         """PING when idle; no reply within the interval means the connection is dead."""
