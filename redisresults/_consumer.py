@@ -329,6 +329,8 @@ class ResultConsumer:
                     self._lost(error)
                     attempt += 1
                     self._sleep(backoff(attempt, {**_RECONNECT_POLICY, "max_retries": 0, "timeout": 0}))
+                except rex.ResponseError as error:
+                    self._reject_pending_subscribes(error)
         except BaseException as error:
             with self._lock:
                 self._failure = error
@@ -568,6 +570,10 @@ class ResultConsumer:
             except CONNECTION_ERRORS:
                 self._need_read.update(c for c, _ in wanted[start:])
                 raise
+            except rex.ResponseError as error:  # e.g. NOPERM: these waits fail, the drainer goes on
+                for channel, _ in chunk:
+                    self._fail_channel(channel, error)
+                continue
             with self._lock:
                 self._counters["reads"] += 1
             for (channel, _task_id), raw in zip(chunk, values):
@@ -583,6 +589,20 @@ class ResultConsumer:
                 if self._deliver(channel, meta) and recovering:
                     with self._lock:
                         self._counters["recovered"] += 1
+
+    def _reject_pending_subscribes(self, error: rex.ResponseError) -> None:
+        """Redis refused a SUBSCRIBE (e.g. an ACL without those channels): fail the waits it was for.
+
+        The reply carries no channel name, so every subscription still awaiting confirmation is
+        failed; the drainer and every confirmed subscription carry on.
+        """
+        refused = [channel for channel in self._inflight if channel in self._subscribed]
+        log.warning("subscribe_refused", channels=len(refused), error=str(error)[:200])
+        for channel in refused:
+            self._inflight.pop(channel, None)
+            self._subscribed.discard(channel)
+            self._need_read.discard(channel)
+            self._fail_channel(channel, error)
 
     def _fail_channel(self, channel: bytes, error: BaseException) -> None:
         with self._lock:

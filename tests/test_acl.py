@@ -12,7 +12,7 @@ import pytest
 from redis.exceptions import NoPermissionError
 from structlog.testing import capture_logs
 
-from redisresults import BackendStoreError, RedisBackend, RedisResultsError
+from redisresults import BackendStoreError, RedisBackend
 from tests.servers import RedisServer
 
 PREFIX = "myapp:"
@@ -159,9 +159,15 @@ def test_keys_outside_the_prefix_are_denied_fast(server: RedisServer) -> None:
                 backend.get_task_meta("t")
             with pytest.raises(NoPermissionError):
                 backend.forget("t")
-            # The drainer's SUBSCRIBE is refused: the waiter fails at once instead of hanging.
-            with pytest.raises(RedisResultsError):
+            # The drainer's SUBSCRIBE is refused: the waiter fails at once with the server's reason
+            # instead of hanging, and the drainer lives on to serve (and refuse) the next wait too.
+            with pytest.raises(NoPermissionError):
                 backend.AsyncResult("t").get(timeout=5)
+            assert backend.stats()["drainer_alive"] is True
+            with pytest.raises(NoPermissionError):
+                backend.AsyncResult("t2").get(timeout=5)
+            assert backend.stats()["drainer_alive"] is True
+            assert backend.stats()["pending"] == 0
         assert time.monotonic() - start < 3
         assert not [e for e in logs if e["event"] == "redis_retry"]
     with RedisBackend(url_for(server, "app")) as backend:  # no prefix at all: plain celery-task-meta-* keys
