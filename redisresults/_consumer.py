@@ -44,6 +44,23 @@ MASTER_MOVE_GRACE = 0.25
 _RECONNECT_POLICY = {"interval_start": 0.05, "interval_step": 0.25, "interval_max": 2.0}
 
 
+def _buffered(conn: Any) -> bool:
+    """Data already read off the socket (redis-py's buffer, or TLS records decrypted but unread).
+
+    ``select`` cannot see it, so the drainer checks before blocking; peeking at the buffer saves
+    a syscall per message compared with ``can_read(timeout=0)``, which the fallback uses.
+    """
+    buffer = getattr(getattr(conn, "_parser", None), "_buffer", None)
+    unread = getattr(buffer, "unread_bytes", None)
+    if unread is None:
+        return bool(conn.can_read(timeout=0))
+    if unread():
+        return True
+    sock = getattr(conn, "_sock", None)
+    pending = getattr(sock, "pending", None)
+    return bool(pending()) if pending is not None else False
+
+
 class _Entry:
     """Interest in one channel: the waiting futures and explicit ``consume_from`` holds."""
 
@@ -98,6 +115,7 @@ class ResultConsumer:
         self._last_rx = 0.0
         self._ping_sent: Optional[float] = None
         self._reconnect_due = False
+        self._yielded = False
         self._manual_owner: Optional[int] = None
 
     # ------------------------------------------------------------------ caller side
@@ -444,13 +462,14 @@ class ResultConsumer:
         assert conn is not None
         if self._ready_to_read() and not conn.can_read(timeout=0):
             return 0
-        if not conn.can_read(timeout=0):
+        if not _buffered(conn):
             sock = getattr(conn, "_sock", None)
             if sock is None:
                 raise rex.ConnectionError("the Pub/Sub connection is closed")
             if not self._wait_readable(sock, max_wait):
                 return 0
         count = 0
+        self._yielded = False
         while count < BATCH and conn.can_read(timeout=0):
             response = pubsub.parse_response(block=False, timeout=self._read_timeout)
             if response is None:
@@ -460,11 +479,6 @@ class ResultConsumer:
             count += 1
             if message is not None:
                 self._on_message(message)
-        if count:
-            # Let the waiters just woken run before our bookkeeping (UNSUBSCRIBE, key reads): under
-            # gevent this yields to the hub, with threads it offers the GIL. Once per batch, not per
-            # message, so a fan-in of thousands of results is not slowed down (see `redisresults bench`).
-            time.sleep(0)
         return count
 
     def _ready_to_read(self) -> bool:
@@ -515,20 +529,21 @@ class ResultConsumer:
             self._ping_sent = None
 
     def _on_publish(self, channel: bytes, data: Any) -> None:
-        with self._lock:
-            self._counters["messages"] += 1
-        size = len(data) if isinstance(data, (bytes, str)) else 0
         try:
             meta = self._backend._decode_message(channel, data)
         except RedisResultsError as error:
+            size = len(data) if isinstance(data, (bytes, str)) else 0
             with self._lock:
+                self._counters["messages"] += 1
                 self._counters["skipped_messages"] += 1
             log.warning("message_skipped", channel=channel.decode("utf-8", "replace"), size=size, reason=str(error))
             return
         if meta is None:  # a reference to a result too large to publish: read the key
             self._need_read.add(channel)
-            return
-        self._deliver(channel, meta)
+        else:
+            self._deliver(channel, meta)  # waiters first; bookkeeping after
+        with self._lock:
+            self._counters["messages"] += 1
 
     def _deliver(self, channel: bytes, meta: dict[str, Any]) -> bool:
         """Resolve the channel's futures with a ready meta; record a non-ready one."""
@@ -543,13 +558,20 @@ class ResultConsumer:
             if entry is not None:
                 self._dirty.add(channel)
                 self._fresh.discard(channel)
-            task_id = entry.task_id if entry is not None else meta.get("task_id")
-            if self._cache is not None and isinstance(task_id, str):
-                self._cache[task_id] = meta
-        self._need_read.discard(channel)
         if entry is not None:
             for future in entry.futures:
                 self._resolve(future, meta=meta)
+            if not self._yielded:
+                # Let the waiters just woken run before our bookkeeping: under gevent this yields to
+                # the hub, with threads it offers the GIL. Once per batch, not per message, so a
+                # fan-in of thousands of results is not slowed down (see `redisresults bench`).
+                self._yielded = True
+                time.sleep(0)
+        self._need_read.discard(channel)
+        task_id = entry.task_id if entry is not None else meta.get("task_id")
+        if self._cache is not None and isinstance(task_id, str):
+            with self._lock:
+                self._cache[task_id] = meta
         return entry is not None
 
     def _read_confirmed(self) -> None:
