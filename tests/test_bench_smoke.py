@@ -11,6 +11,7 @@ from typing import Dict, List
 
 import pytest
 
+from tests.conftest import unavailable
 from tests.servers import RedisServer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -55,7 +56,7 @@ def _find(rows: List[Dict[str, object]], prefix: str) -> Dict[str, object]:
 
 def test_bench_json_on_the_embedded_server() -> None:
     if shutil.which("redis-server") is None:
-        pytest.skip("no redis-server on PATH")
+        unavailable("no redis-server on PATH")
     proc = bench("--json")
     assert proc.returncode == 0, proc.stderr
     assert "redisresults bench: drain latency" in proc.stderr  # progress goes to stderr

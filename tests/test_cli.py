@@ -19,6 +19,7 @@ import structlog
 
 import redisresults
 from redisresults import cli
+from tests.conftest import unavailable
 from tests.servers import RedisServer, free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -309,7 +310,7 @@ def _started(stderr_line: str) -> tuple[int, str]:
 
 def test_demo_embedded_server_removed_at_exit() -> None:
     if not cli_has_redis_server():
-        pytest.skip("no redis-server on PATH")
+        unavailable("no redis-server on PATH")
     proc = run_cli("demo")
     assert proc.returncode == 0, proc.stderr
     assert '{"answer": 42}' in proc.stdout
@@ -338,7 +339,7 @@ def test_no_redis_server_binary_exit_69_with_instructions() -> None:
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_to_running_bench_removes_embedded_server(signum: int, code: int) -> None:
     if not cli_has_redis_server():
-        pytest.skip("no redis-server on PATH")
+        unavailable("no redis-server on PATH")
     proc = subprocess.Popen(
         [sys.executable, "-m", "redisresults", "bench", "--samples", "3000", "--no-gevent"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT,
