@@ -64,13 +64,12 @@ def _buffered(conn: Any) -> bool:
 class _Entry:
     """Interest in one channel: the waiting futures and explicit ``consume_from`` holds."""
 
-    __slots__ = ("futures", "holds", "latest", "task_id")
+    __slots__ = ("futures", "holds", "task_id")
 
     def __init__(self, task_id: str) -> None:
         self.task_id = task_id
         self.futures: list[ResultFuture] = []
         self.holds = 0
-        self.latest: Optional[dict[str, Any]] = None
 
 
 class ResultConsumer:
@@ -546,12 +545,8 @@ class ResultConsumer:
             self._counters["messages"] += 1
 
     def _deliver(self, channel: bytes, meta: dict[str, Any]) -> bool:
-        """Resolve the channel's futures with a ready meta; record a non-ready one."""
+        """Resolve the channel's futures with a ready meta; a non-ready one (STARTED, ...) resolves nothing."""
         if meta.get("status") not in READY:
-            with self._lock:
-                entry = self._entries.get(channel)
-                if entry is not None:
-                    entry.latest = meta
             return False
         with self._lock:
             entry = self._entries.pop(channel, None)

@@ -22,8 +22,3 @@ def task_key(prefix: str, task_id: str) -> bytes:
 def group_key(prefix: str, group_id: str) -> bytes:
     return (prefix + GROUP_KEYPREFIX + group_id).encode("utf-8", "surrogatepass")
 
-
-def task_id_of(prefix: str, key: bytes) -> str:
-    """The task id a task key or channel names (inverse of ``task_key``)."""
-    head = (prefix + TASK_KEYPREFIX).encode("utf-8")
-    return key[len(head) :].decode("utf-8", "surrogatepass") if key.startswith(head) else key.decode("utf-8", "replace")

@@ -19,11 +19,12 @@ from redis.retry import Retry
 
 from . import _meta
 from ._callbacks import CallbackRunner
-from ._config import Config, build_config, options_from_celery
+from ._celery_conf import options_from_celery
+from ._config import Config, build_config
 from ._consumer import ResultConsumer
 from ._drainer import resolve_mode
 from ._exceptions import ConfigError, DecodeError
-from ._keys import check_id, group_key, task_id_of, task_key
+from ._keys import check_id, group_key, task_key
 from ._log import get_logger
 from ._retry import call_with_retry
 from ._serialization import dumps, get_serializer, loads
@@ -377,9 +378,6 @@ class RedisBackend:
         if isinstance(document, dict) and isinstance(document.get(REF_FIELD), Mapping):
             return None
         return _meta.validate_meta(document, key=label)
-
-    def task_id_for(self, key: bytes) -> str:
-        return task_id_of(self._config.global_keyprefix, key)
 
     # ------------------------------------------------------------------ waiting
 
