@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 log = get_logger()
 
 READY = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
-CONNECTION_ERRORS = (rex.ConnectionError, rex.TimeoutError, OSError, socket.timeout)
+# A lost, stalled or desynchronised connection: reconnect, re-subscribe, re-read.
+CONNECTION_ERRORS = (rex.ConnectionError, rex.TimeoutError, rex.InvalidResponse, OSError, socket.timeout)
 BATCH = 2000
 PING_MESSAGE = "redisresults-ping"
 DEFAULT_HEALTH_INTERVAL = 10.0
@@ -380,7 +381,11 @@ class ResultConsumer:
 
     def _connect(self) -> None:
         pubsub = PubSub(self._backend._pool, ignore_subscribe_messages=False)
-        pubsub.ping(PING_MESSAGE)  # forces the connection now, so errors surface here
+        try:
+            pubsub.ping(PING_MESSAGE)  # forces the connection now, so errors surface here
+        except BaseException:
+            pubsub.reset()  # hand the half-made connection back to the pool
+            raise
         conn = pubsub.connection
         assert conn is not None
         conn.register_connect_callback(self._on_reconnect)
