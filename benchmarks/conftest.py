@@ -37,8 +37,8 @@ def bench_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def bench_options() -> _bench.Options:
     if os.environ.get("REDISRESULTS_BENCH_QUICK") == "1":
-        return _bench.Options(samples=50, fanin=50, burst=500, reject_limit=1 << 20, reject_max=4 << 20,
-                              overshoot_repeats=1)
+        return _bench.Options(samples=50, fanin=50, fanin_greenlets=100, burst=500, reject_limit=1 << 20,
+                              reject_max=4 << 20, overshoot_repeats=1)
     return _bench.Options()
 
 

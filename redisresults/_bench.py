@@ -47,6 +47,7 @@ class Options:
 
     samples: int = 1000  # drain-latency samples per side
     fanin: int = 1000  # waiting threads in the fan-in figure
+    fanin_greenlets: int = 10_000  # waiting greenlets in the gevent fan-in figure
     burst: int = 10_000  # new waits in the subscribe-burst figure
     reject_limit: int = 512 * MiB  # max_value_size for the rejection figure
     reject_max: int = 1024 * MiB  # largest value built for the rejection figure
@@ -284,6 +285,20 @@ def drain_latency_gevent(url: str, samples: int) -> dict[str, list[float]]:
     proc = subprocess.run(command, capture_output=True, text=True, timeout=600, env=_child_env(), check=False)
     if proc.returncode != 0:
         raise BackendStoreError(f"gevent drain run failed (status {proc.returncode}): {proc.stderr.strip()[-500:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def fan_in_gevent(url: str, count: int, rounds: int = 3) -> dict[str, Any]:
+    """The fan-in figure in a ``python -m gevent.monkey`` subprocess: every waiter is a greenlet.
+
+    The same code as ``fan_in``: once gevent has patched the process, its threads and Events are
+    greenlets and gevent Events, on both sides (our drainer greenlet, the raw PubSub greenlet).
+    """
+    command = [sys.executable, "-m", "gevent.monkey", "--module", "redisresults._bench", "fanin", url, str(count),
+               str(rounds)]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=900, env=_child_env(), check=False)
+    if proc.returncode != 0:
+        raise BackendStoreError(f"gevent fan-in run failed (status {proc.returncode}): {proc.stderr.strip()[-500:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
@@ -600,14 +615,19 @@ def figure_drain(url: str, opts: Options, progress: Progress = lambda _: None) -
 
 
 def figure_fan_in(url: str, opts: Options, progress: Progress = lambda _: None) -> list[dict[str, Any]]:
-    fan = fan_in(url, opts.fanin, progress)
-    ours, raw = fan["ours"], fan["raw"]
-    return [
-        _row(f"fan-in, {opts.fanin} threads", "results/s", ours["rate"], raw["rate"], ">= 0.90x raw",
-             ours["rate"] >= 0.9 * raw["rate"]),
-        _row("fan-in Pub/Sub connections", "conns", ours["pubsub_connections"], raw["pubsub_connections"], "= 1",
-             ours["pubsub_connections"] == 1, total_connections=ours["connections"]),
-    ]
+    fans = {f"{opts.fanin} threads": fan_in(url, opts.fanin, progress)}
+    if opts.gevent and _gevent_available():
+        progress(f"fan-in under gevent: {opts.fanin_greenlets} waiting greenlets (subprocess)")
+        fans[f"{opts.fanin_greenlets} greenlets"] = fan_in_gevent(url, opts.fanin_greenlets)
+    rows = []
+    for waiters, fan in fans.items():
+        ours, raw = fan["ours"], fan["raw"]
+        rows.append(_row(f"fan-in, {waiters}", "results/s", ours["rate"], raw["rate"], ">= 0.90x raw",
+                         ours["rate"] >= 0.9 * raw["rate"]))
+        rows.append(_row(f"fan-in Pub/Sub connections ({waiters.split()[1]})", "conns", ours["pubsub_connections"],
+                         raw["pubsub_connections"], "= 1", ours["pubsub_connections"] == 1,
+                         total_connections=ours["connections"]))
+    return rows
 
 
 def figure_burst(url: str, opts: Options, progress: Progress = lambda _: None) -> list[dict[str, Any]]:
@@ -714,11 +734,15 @@ def _main(argv: list[str]) -> int:
         side, url, prefix, count = argv[1:5]
         _store_process(side, url, prefix, int(count))
         return 0
+    if argv[:1] == ["fanin"]:
+        url, count, rounds = argv[1:4]
+        print(json.dumps(fan_in(url, int(count), rounds=int(rounds))))
+        return 0
     if argv[:1] == ["drain"]:
         url, samples = argv[1:3]
         print(json.dumps(drain_latency(url, int(samples))))
         return 0
-    print("usage: python -m redisresults._bench store|drain ...", file=sys.stderr)
+    print("usage: python -m redisresults._bench store|drain|fanin ...", file=sys.stderr)
     return 64
 
 

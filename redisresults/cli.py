@@ -232,6 +232,8 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--samples", type=_positive, default=1000, metavar="N", help="drain-latency samples (1000)")
     p.add_argument("--fanin", type=_positive, default=1000, metavar="N", help="fan-in waiting threads (1000)")
+    p.add_argument("--fanin-greenlets", type=_positive, default=10_000, metavar="N",
+                   help="fan-in waiting greenlets under gevent (10000)")
     p.add_argument("--burst", type=_positive, default=10_000, metavar="N", help="subscribe-burst waits (10000)")
     p.add_argument("--reject-limit", type=_positive, default=512 << 20, metavar="BYTES",
                    help="max_value_size for the rejection figure (512 MiB)")
@@ -440,7 +442,8 @@ def cmd_demo(backend: RedisBackend, args: argparse.Namespace, console: _Console)
 def cmd_bench(url: str, args: argparse.Namespace, console: _Console) -> int:
     from . import _bench
 
-    options = _bench.Options(samples=args.samples, fanin=args.fanin, burst=args.burst, reject_limit=args.reject_limit,
+    options = _bench.Options(samples=args.samples, fanin=args.fanin, fanin_greenlets=args.fanin_greenlets,
+                             burst=args.burst, reject_limit=args.reject_limit,
                              reject_max=args.reject_max, overshoot_repeats=args.repeats, gevent=not args.no_gevent)
     tty = sys.stderr.isatty()
 

@@ -15,14 +15,14 @@ from tests.conftest import unavailable
 from tests.servers import RedisServer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--samples", "10", "--fanin", "10", "--burst", "100", "--reject-limit", "1048576",
+TINY = ["--samples", "10", "--fanin", "10", "--fanin-greenlets", "20", "--burst", "100", "--reject-limit", "1048576",
         "--reject-max", "3145728", "--repeats", "1"]
 ROW_KEYS = {"figure", "unit", "ours", "raw", "ratio", "target", "pass"}
 FIGURES = (
     "drain latency p50 (threads)",
     "drain latency p99 (threads)",
     "fan-in, 10 threads",
-    "fan-in Pub/Sub connections",
+    "fan-in Pub/Sub connections (threads)",
     "subscribe burst, 100 waits",
     "memory per pending get() wait",
     "memory per pending as_future() wait",
@@ -77,7 +77,9 @@ def test_bench_json_on_the_embedded_server() -> None:
         pass
     else:
         _find(rows, "drain latency p50 (gevent)")
-    assert _find(rows, "fan-in Pub/Sub connections")["ours"] == 1
+        _find(rows, "fan-in, 20 greenlets")
+        assert _find(rows, "fan-in Pub/Sub connections (greenlets)")["ours"] == 1
+    assert _find(rows, "fan-in Pub/Sub connections (threads)")["ours"] == 1
     assert _find(rows, "bytes sent to Redis while rejecting")["ours"] == 0
     for kind in ("bytes", "str"):
         assert _find(rows, f"reject raw {kind}")["pass"] is True
