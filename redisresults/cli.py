@@ -240,7 +240,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--reject-max", type=_positive, default=1 << 30, metavar="BYTES",
                    help="largest value built for the rejection figure (1 GiB)")
     p.add_argument("--repeats", type=_positive, default=5, metavar="N", help="get(timeout) repeats (5)")
-    p.add_argument("--no-gevent", action="store_true", help="skip the gevent drain-latency run")
+    p.add_argument("--no-gevent", action="store_true", help="skip the gevent runs (drain latency, greenlet fan-in)")
     p.add_argument("--strict", action="store_true", help="exit 1 when a figure misses its target")
     return parser
 
