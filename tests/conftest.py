@@ -16,7 +16,9 @@ import uuid
 from typing import Callable, Iterator, List, NoReturn, Sequence, TypeVar
 
 import pytest
+import redis
 
+from redisresults import RedisBackend
 from tests.servers import RedisServer, SentinelGroup, ServerUnavailable
 
 __all__ = [
@@ -164,3 +166,18 @@ def pytest_report_header() -> List[str]:
     if _gevent_patched():
         return ["gevent: socket is monkey-patched; collecting tests/gevent"]
     return ["gevent: not patched; tests/gevent not collected (run them with: tox -e gevent)"]
+
+
+# The backend most tests want: on the shared TCP server, under the test's own key prefix; and a plain
+# client for looking at (or tampering with) what is stored. Modules that need another backend define their own.
+@pytest.fixture
+def backend(redis_server: RedisServer, key_prefix: str) -> Iterator[RedisBackend]:
+    with RedisBackend(redis_server.url, transport_options={"global_keyprefix": key_prefix}) as b:
+        yield b
+
+
+@pytest.fixture
+def raw(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    client = redis_server.client()
+    yield client
+    client.close()

@@ -26,6 +26,26 @@ PATIENT_RETRY: Dict[str, float] = {
 }
 
 
+def wait_in_thread(
+    backend: redisresults.RedisBackend, task_id: str, *, timeout: float = 10.0, name: str = "test-waiter"
+) -> tuple[threading.Thread, Dict[str, Any], threading.Event]:
+    """Start ``get(timeout)`` in a thread; the outcome dict gets "value" or "error", then the event is set."""
+    outcome: Dict[str, Any] = {}
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            outcome["value"] = backend.AsyncResult(task_id).get(timeout=timeout)
+        except BaseException as error:  # noqa: BLE001 - reported by the test thread
+            outcome["error"] = error
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=run, name=name)
+    thread.start()
+    return thread, outcome, done
+
+
 def value_for(task_id: str) -> Dict[str, Any]:
     """The result a producer stores for ``task_id``: derived from the id so every waiter can check it."""
     return {"id": task_id, "n": sum(map(ord, task_id))}

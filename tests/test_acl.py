@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ from redis.exceptions import NoPermissionError
 from structlog.testing import capture_logs
 
 from redisresults import BackendStoreError, RedisBackend
+from tests.helpers import wait_in_thread
 from tests.servers import RedisServer
 
 PREFIX = "myapp:"
@@ -70,23 +70,6 @@ def backend(server: RedisServer) -> Iterator[RedisBackend]:
 
 def acl_denials(server: RedisServer) -> list[dict[str, Any]]:
     return list(server.cli("ACL", "LOG"))
-
-
-def wait_in_thread(backend: RedisBackend, task_id: str) -> tuple[threading.Thread, dict[str, Any], threading.Event]:
-    outcome: dict[str, Any] = {}
-    done = threading.Event()
-
-    def run() -> None:
-        try:
-            outcome["value"] = backend.AsyncResult(task_id).get(timeout=10)
-        except BaseException as error:  # noqa: BLE001 - reported by the test thread
-            outcome["error"] = error
-        finally:
-            done.set()
-
-    thread = threading.Thread(target=run, name="acl-waiter")
-    thread.start()
-    return thread, outcome, done
 
 
 def exercise(backend: RedisBackend, server: RedisServer) -> None:

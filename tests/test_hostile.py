@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import pickle
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,26 +23,13 @@ from structlog.testing import capture_logs
 
 from redisresults import ContentDisallowed, DecodeError, RedisBackend, RedisResultsError, RemoteError
 from redisresults._meta import make_meta
-from tests.servers import RedisServer
+from tests.helpers import wait_in_thread
 
 SECRET = "TOPSECRET-payload-7f3a9c"
 
 
 def new_id() -> str:
     return str(uuid.uuid4())
-
-
-@pytest.fixture
-def backend(redis_server: RedisServer, key_prefix: str) -> Iterator[RedisBackend]:
-    with RedisBackend(redis_server.url, transport_options={"global_keyprefix": key_prefix}) as b:
-        yield b
-
-
-@pytest.fixture
-def raw(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    client = redis_server.client()
-    yield client
-    client.close()
 
 
 def key_of(prefix: str, task_id: str) -> str:
@@ -90,19 +76,7 @@ def test_corrupt_stored_document(backend: RedisBackend, raw: redis.Redis, key_pr
     assert SECRET not in str(info.value)
 
     # A waiter of another id, subscribed before the corrupt read, is unaffected.
-    outcome: dict[str, Any] = {}
-    done = threading.Event()
-
-    def wait_other() -> None:
-        try:
-            outcome["value"] = backend.AsyncResult(bystander).get(timeout=10)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test thread
-            outcome["error"] = exc
-        finally:
-            done.set()
-
-    thread = threading.Thread(target=wait_other, name="bystander")
-    thread.start()
+    thread, outcome, done = wait_in_thread(backend, bystander, name="bystander")
 
     with pytest.raises(error) as info:
         backend.AsyncResult(tid).get(timeout=5)
@@ -170,20 +144,8 @@ def numsub(raw: redis.Redis, channel: str) -> int:
 
 def test_poison_messages_are_logged_and_skipped(backend: RedisBackend, raw: redis.Redis, key_prefix: str) -> None:
     waited, held, nobody = new_id(), new_id(), new_id()
-    outcome: dict[str, Any] = {}
-    done = threading.Event()
-
-    def wait() -> None:
-        try:
-            outcome["value"] = backend.AsyncResult(waited).get(timeout=20)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test thread
-            outcome["error"] = exc
-        finally:
-            done.set()
-
     with capture_logs() as logs:
-        thread = threading.Thread(target=wait, name="poisoned-waiter")
-        thread.start()
+        thread, outcome, done = wait_in_thread(backend, waited, timeout=20, name="poisoned-waiter")
         backend.result_consumer.consume_from(held)  # subscribed, but nobody waits on it
         wait_until(lambda: numsub(raw, key_of(key_prefix, waited)) == 1, "the waiter's subscription")
         wait_until(lambda: numsub(raw, key_of(key_prefix, held)) == 1, "the held subscription")

@@ -37,19 +37,6 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-@pytest.fixture
-def backend(redis_server: RedisServer, key_prefix: str) -> Iterator[RedisBackend]:
-    with RedisBackend(redis_server.url, transport_options={"global_keyprefix": key_prefix}) as b:
-        yield b
-
-
-@pytest.fixture
-def raw(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    client = redis_server.client()
-    yield client
-    client.close()
-
-
 def key_of(prefix: str, task_id: str) -> bytes:
     return f"{prefix}celery-task-meta-{task_id}".encode()
 
