@@ -7,18 +7,24 @@ background drainer holding one Pub/Sub connection that routes results to per-tas
 from __future__ import annotations
 
 from ._config import W_REDIS_SSL_CERT_NONE, W_REDIS_SSL_CERT_OPTIONAL
-from ._consumer import ResultConsumer
+from ._consumer import ResultConsumer, Watch
 from ._exceptions import (
+    AuthenticationFailed,
     BackendStoreError,
+    CertificateRejected,
     ConfigError,
     ConnectionUnavailable,
     ContentDisallowed,
     DecodeError,
     DrainerError,
     EncodeError,
+    PermissionDenied,
+    PoolTimeout,
+    RedisFailure,
     RedisResultsError,
     RemoteError,
     ResultTimeout,
+    ServerError,
     UsageError,
 )
 from ._meta import FAILURE, PENDING, READY_STATES, RETRY, REVOKED, STARTED, SUCCESS
@@ -38,7 +44,9 @@ __all__ = [
     "W_REDIS_SSL_CERT_NONE",
     "W_REDIS_SSL_CERT_OPTIONAL",
     "AsyncResult",
+    "AuthenticationFailed",
     "BackendStoreError",
+    "CertificateRejected",
     "ConfigError",
     "ConnectionUnavailable",
     "ContentDisallowed",
@@ -46,20 +54,25 @@ __all__ = [
     "DrainerError",
     "EncodeError",
     "GroupResult",
+    "PermissionDenied",
+    "PoolTimeout",
     "RedisBackend",
+    "RedisFailure",
     "RedisResultsError",
     "RemoteError",
     "ResultConsumer",
     "ResultSet",
     "ResultTimeout",
     "SentinelBackend",
+    "ServerError",
     "UsageError",
+    "Watch",
     "backend_from_url",
     "from_config",
 ]
 
-for _name in ("BackendStoreError", "ConfigError", "ContentDisallowed", "DecodeError", "RedisResultsError",
-              "RemoteError", "ResultTimeout", "ConnectionUnavailable", "DrainerError", "EncodeError", "UsageError",
-              "RedisBackend", "SentinelBackend", "AsyncResult", "ResultSet", "GroupResult", "ResultConsumer"):
-    globals()[_name].__module__ = "redisresults"
-del _name
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type):
+        _obj.__module__ = "redisresults"
+del _name, _obj

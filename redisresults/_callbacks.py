@@ -6,8 +6,8 @@ import queue
 import threading
 from typing import Any, Callable, Optional
 
-from ._drainer import Runner, simple_queue
 from ._log import get_logger
+from ._runtime import Runner, simple_queue
 
 log = get_logger()
 _STOP = object()

@@ -1,7 +1,10 @@
 """Celery's setting names (``app.conf``) mapped to redisresults options.
 
-Unknown ``redis_*``/``result_*`` names are errors (typos must not pass silently); everything else
-in a Celery configuration is ignored, so a whole ``app.conf`` can be passed.
+Which setting sets which option is declared by the option table (``Option.celery``); this module adds
+only what is Celery's alone: the settings that exist but change nothing here, the old upper-case
+names, and ``accept_content`` as the fallback of ``result_accept_content``. Unknown
+``redis_*``/``result_*`` names are errors (typos must not pass silently); everything else in a Celery
+configuration is ignored, so a whole ``app.conf`` can be passed.
 """
 
 from __future__ import annotations
@@ -11,31 +14,11 @@ from typing import Any, Optional
 
 from ._config import url_values
 from ._exceptions import ConfigError
+from ._options import CELERY_OPTIONS
 from ._url import SENTINEL_SCHEMES, parse_url, scheme_of, split_sentinel_url
 
-_CELERY_TO_OPTION = {
-    "redis_host": "host",
-    "redis_port": "port",
-    "redis_db": "db",
-    "redis_username": "username",
-    "redis_password": "password",
-    "redis_max_connections": "max_connections",
-    "redis_socket_timeout": "socket_timeout",
-    "redis_socket_connect_timeout": "socket_connect_timeout",
-    "redis_retry_on_timeout": "retry_on_timeout",
-    "redis_socket_keepalive": "socket_keepalive",
-    "redis_backend_health_check_interval": "health_check_interval",
-    "redis_client_name": "client_name",
-    "redis_backend_use_ssl": "ssl",
-    "redis_backend_credential_provider": "credential_provider",
-    "result_backend_transport_options": "transport_options",
-    "result_expires": "expires",
-    "result_serializer": "serializer",
-    "result_accept_content": "accept",
-    "result_cache_max": "result_cache_max",
-}
 # Celery settings that exist but do not change how results are stored or awaited here.
-_CELERY_IGNORED = frozenset(
+CELERY_IGNORED = frozenset(
     {
         "result_backend",
         "result_backend_always_retry",
@@ -85,11 +68,12 @@ def options_from_celery(settings: Mapping[str, Any]) -> tuple[Optional[str], dic
                     raise ConfigError(f"result_backend must be a URL string, got {type(value).__name__}")
                 url = _strip_backend_alias(value)
             continue
-        if key in _CELERY_TO_OPTION:
-            if value is not None or key == "result_expires":
-                options[_CELERY_TO_OPTION[key]] = value
+        row = CELERY_OPTIONS.get(key)
+        if row is not None:
+            if value is not None or row.none_is_value:
+                options[row.name] = value
             continue
-        if key in _CELERY_IGNORED:
+        if key in CELERY_IGNORED:
             continue
         raise ConfigError(f"unknown setting {raw_key!r} (not a Celery result/redis setting redisresults knows)")
     if "accept" not in options and fallback_accept is not None:

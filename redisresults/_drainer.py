@@ -1,104 +1,456 @@
-"""Where background loops run: a daemon thread, or a greenlet when gevent has patched the process.
+"""The drainer: the one loop that owns the Pub/Sub connection and its wake-up pair.
 
-The choice is made when a backend is built (never cached at import), and ``import redisresults``
-never imports gevent.
+Confined to its thread (or greenlet): nothing here is touched by callers except ``wake()``
+(a byte on a socket) and the read-only ``snapshot()``. Each channel on the connection has one
+explicit state, and a channel's key is read only once its SUBSCRIBE is confirmed, so a result
+stored before, during or after subscribing is never missed. A lost connection, a silent one, or
+a moved master is a *resync*: new connection, re-subscribe everything first, re-read after.
 """
 
 from __future__ import annotations
 
-import queue
-import sys
-import threading
-from typing import Any, Callable, Optional
+import enum
+import select
+import socket
+import time
+from collections import deque
+from typing import Any, Optional
 
-from ._exceptions import ConfigError
+from ._exceptions import ConnectionUnavailable, DecodeError, DrainerError, RedisResultsError
+from ._future import ResultFuture
+from ._link import Link, Meta, Subscriber
+from ._log import get_logger
+from ._retry import backoff
+from ._router import Delivery, Router
 
-GEVENT_HINT = "pip install 'redisresults[gevent]'"
+log = get_logger("redisresults.drainer")
 
-
-# What the drainer blocks on: locks (threading), the Pub/Sub socket and its wake-up pair (socket),
-# and select.select over both. Unpatched, any of them would freeze the whole hub.
-_NEEDED_PATCHES = ("threading", "socket", "select")
-
-
-def gevent_patched() -> bool:
-    """True when gevent is loaded and has monkey-patched threading, socket and select in this process."""
-    if "gevent" not in sys.modules:
-        return False
-    monkey = sys.modules.get("gevent.monkey")
-    if monkey is None:
-        return False
-    return all(monkey.is_module_patched(name) for name in _NEEDED_PATCHES)
-
-
-def simple_queue(mode: str) -> queue.SimpleQueue[Any]:
-    """A FIFO whose blocking ``get`` yields to the hub in gevent mode.
-
-    ``patch_all()`` patches ``queue`` too, but a process that patched only threading/socket/select
-    would otherwise get the C ``SimpleQueue``, whose ``get`` blocks the hub (and so the drainer
-    that would fill it).
-    """
-    if mode == "gevent":
-        from gevent.queue import SimpleQueue
-
-        return SimpleQueue()  # type: ignore[no-any-return]
-    return queue.SimpleQueue()
+BATCH = 2000
+PING_PAYLOAD = b"redisresults-ping"
+# Sentinel: how often the drainer asks where the master is, and how long it keeps reading the old
+# master once it moved (stores already under way on old connections still publish there).
+MASTER_CHECK_INTERVAL = 1.0
+MASTER_MOVE_GRACE = 0.25
+COUNTERS = ("reconnects", "recovered", "messages", "skipped_messages", "reads")
+_RECONNECT_POLICY = {"interval_start": 0.05, "interval_step": 0.25, "interval_max": 2.0}
 
 
-def resolve_mode(concurrency: str) -> str:
-    """``thread`` or ``gevent`` for a backend's ``concurrency`` option."""
-    if concurrency == "thread":
-        return "thread"
-    if concurrency == "gevent":
+class State(enum.Enum):
+    SUBSCRIBING = "subscribing"  # SUBSCRIBE sent, not confirmed yet
+    UNREAD = "unread"  # confirmed; the key is still to be read
+    LIVE = "live"  # confirmed and read: only messages bring news now
+    UNSUBSCRIBING = "unsubscribing"  # UNSUBSCRIBE sent, not confirmed yet
+
+
+class _Channel:
+    __slots__ = ("recovering", "state")
+
+    def __init__(self, state: State, recovering: bool = False) -> None:
+        self.state = state
+        self.recovering = recovering  # subscribed again after a resync: a read hit counts as recovered
+
+
+class Resync(Exception):
+    """Internal event: the connection must be replaced (never leaves this module)."""
+
+    def __init__(self, reason: str, error: Optional[BaseException] = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.error = error
+
+
+class Drainer:
+    """Routes every message of one Pub/Sub connection to the router's futures and watchers."""
+
+    def __init__(self, link: Link, router: Router) -> None:
+        self._link = link
+        self._router = router
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self.stopping = False
+        self._subscriber: Optional[Subscriber] = None
+        self._wanted: dict[bytes, str] = {}  # the router's channels, as far as applied here
+        self._channels: dict[bytes, _Channel] = {}  # state of each channel on the current connection
+        self._to_read: list[bytes] = []
+        self._sub_commands: deque[list[bytes]] = deque()  # SUBSCRIBEs awaiting confirmations, in order
+        self._send_sub: list[bytes] = []
+        self._send_unsub: list[bytes] = []
+        self._ever_connected = False
+        self._last_rx = 0.0
+        self._ping_sent: Optional[float] = None
+        self._next_master_check = 0.0
+        self._yielded = False
+        self.last_error: Optional[str] = None
+        self.failure: Optional[str] = None
+        self.counters = dict.fromkeys(COUNTERS, 0)
+        self._health = link.health_interval
+        self._step_wait = self._health if link.master_address is None else min(self._health, MASTER_CHECK_INTERVAL)
+
+    # ---------------------------------------------------------------- callable from any thread
+
+    def wake(self) -> None:
         try:
-            import gevent  # noqa: F401
-        except ImportError:
-            raise ConfigError(f"concurrency='gevent' needs gevent: {GEVENT_HINT}") from None
-        if not gevent_patched():
-            raise ConfigError(
-                "concurrency='gevent' needs a monkey-patched process (threading, socket and select): call "
-                "gevent.monkey.patch_all() before "
-                "importing redis/redisresults (or run under gunicorn -k gevent). redis-py uses blocking sockets, "
-                "which would freeze the gevent hub otherwise."
-            )
-        return "gevent"
-    return "gevent" if gevent_patched() else "thread"
+            self._wake_w.send(b"\0")
+        except OSError:  # full (a wake-up is pending anyway) or closed (stopping)
+            pass
 
+    def snapshot(self) -> dict[str, Any]:
+        """Racy but safe counters for ``stats()`` (dict copies are atomic under the GIL)."""
+        channels = self._channels.copy()
+        wanted = self._wanted.copy()
+        unsettled = sum(1 for c in channels.values() if c.state in (State.SUBSCRIBING, State.UNREAD))
+        unsettled += sum(1 for channel in wanted if channel not in channels)
+        return {
+            "subscribed": sum(1 for c in channels.values() if c.state is not State.UNSUBSCRIBING),
+            "settling": unsettled,
+            "connected": self._subscriber is not None,
+            "last_error": self.last_error,
+            **self.counters,
+        }
 
-class Runner:
-    """A started background loop: a named daemon thread, or a greenlet."""
+    # ---------------------------------------------------------------- the loop
 
-    def __init__(self, target: Callable[[], None], name: str, mode: str) -> None:
-        self.name = name
-        self.mode = mode
-        self._thread: Optional[threading.Thread] = None
-        self._greenlet: Any = None
-        if mode == "gevent":
-            import gevent
+    def run(self) -> None:
+        """Drain until ``stopping``; a crash fails every waiter with DrainerError instead of hanging them."""
+        attempt = 0
+        try:
+            while not self.stopping:
+                if self.drain_once(self._step_wait):
+                    attempt = 0
+                else:
+                    attempt += 1
+                    self._pause(backoff(attempt, {**_RECONNECT_POLICY, "max_retries": 0, "timeout": 0}))
+        except BaseException as error:
+            log.error("drainer_died", error=repr(error))
+            self.failure = repr(error)
+            failure = DrainerError(f"the result drainer stopped: {error!r}")
+            failure.__cause__ = error
+            self._settle(self._router.close(failure), error=failure)
+            if not isinstance(error, Exception):
+                raise
+        finally:
+            self._drop_connection()
+            self.close_wakeup()
 
-            self._greenlet = gevent.spawn(target)
-            self._greenlet.name = name
-        else:
-            self._thread = threading.Thread(target=target, name=name, daemon=True)
-            self._thread.start()
+    def close_wakeup(self) -> None:
+        self._wake_r.close()
+        self._wake_w.close()
 
-    def is_alive(self) -> bool:
-        if self._greenlet is not None:
-            return not self._greenlet.dead
-        assert self._thread is not None
-        return self._thread.is_alive()
+    def drain_once(self, max_wait: float) -> bool:
+        """One step; False when the connection had to be dropped (the next step resyncs on a new one)."""
+        try:
+            self.step(max_wait)
+        except Resync as event:
+            self._resync(event)
+            return False
+        except ConnectionUnavailable as error:
+            self._resync(Resync("connection lost", error))
+            return False
+        return True
 
-    def is_current(self) -> bool:
-        if self._greenlet is not None:
-            import gevent
+    def step(self, max_wait: float) -> None:
+        """Apply subscription changes, read what arrives within ``max_wait``, read confirmed keys."""
+        self._take_changes()
+        if self._subscriber is None:
+            if not self._wanted:
+                self._wait(None, max_wait)
+                return
+            self._connect()
+        self._flush()
+        self._pump(0.0 if self._to_read else max_wait)
+        self._flush()
+        self._read_keys()
+        self._check_health()
+        self._check_master()
 
-            return bool(gevent.getcurrent() is self._greenlet)
-        return threading.current_thread() is self._thread
+    # ---------------------------------------------------------------- subscriptions
 
-    def join(self, timeout: float) -> None:
-        if self.is_current():
+    def _take_changes(self) -> None:
+        changes = self._router.take_changes()
+        for channel in changes.dropped:
+            self._wanted.pop(channel, None)
+            record = self._channels.get(channel)
+            if record is not None and record.state in (State.UNREAD, State.LIVE):
+                record.state = State.UNSUBSCRIBING
+                self._send_unsub.append(channel)
+        for channel, task_id in changes.fresh.items():
+            self._wanted[channel] = task_id
+            record = self._channels.get(channel)
+            if record is None:
+                if self._subscriber is not None:
+                    self._channels[channel] = _Channel(State.SUBSCRIBING)
+                    self._send_sub.append(channel)
+            elif record.state is State.LIVE:  # a new waiter after the last read: read again
+                record.state = State.UNREAD
+                self._to_read.append(channel)
+
+    def _flush(self) -> None:
+        """Send the SUBSCRIBE/UNSUBSCRIBE commands collected so far, in batches."""
+        subscriber = self._subscriber
+        if subscriber is None:
             return
-        if self._greenlet is not None:
-            self._greenlet.join(timeout=timeout)
-        elif self._thread is not None:
-            self._thread.join(timeout)
+        subs, self._send_sub = self._send_sub, []
+        unsubs, self._send_unsub = self._send_unsub, []
+        for start in range(0, len(subs), BATCH):
+            chunk = subs[start : start + BATCH]
+            subscriber.subscribe(chunk)
+            self._sub_commands.append(chunk)
+        for start in range(0, len(unsubs), BATCH):
+            subscriber.unsubscribe(unsubs[start : start + BATCH])
+
+    def _on_subscribed(self, channel: bytes) -> None:
+        if self._sub_commands:
+            head = self._sub_commands[0]
+            if head and head[-1] == channel:
+                self._sub_commands.popleft()
+        record = self._channels.get(channel)
+        if record is None or record.state is not State.SUBSCRIBING:
+            return
+        if channel in self._wanted:
+            record.state = State.UNREAD
+            self._to_read.append(channel)
+        else:
+            record.state = State.UNSUBSCRIBING
+            self._send_unsub.append(channel)
+
+    def _on_unsubscribed(self, channel: bytes) -> None:
+        record = self._channels.get(channel)
+        if record is None or record.state is not State.UNSUBSCRIBING:
+            return
+        if channel in self._wanted:  # wanted again meanwhile: only now can it be subscribed again
+            record.state = State.SUBSCRIBING
+            self._send_sub.append(channel)
+        else:
+            del self._channels[channel]
+
+    def _on_refused(self, error: BaseException) -> None:
+        """An error reply: Redis refused the oldest unconfirmed SUBSCRIBE (e.g. an ACL without those
+        channels). Only the waits on that command's channels fail; the drainer carries on."""
+        if not self._sub_commands:
+            log.warning("unexpected_error_reply", error=str(error)[:200])
+            return
+        refused = [c for c in self._sub_commands.popleft() if c in self._channels]
+        log.warning("subscribe_refused", channels=len(refused), error=str(error)[:200])
+        for channel in refused:
+            if self._channels[channel].state is State.SUBSCRIBING:
+                del self._channels[channel]
+                self._wanted.pop(channel, None)
+        self._settle(self._router.fail(refused), error=error)
+
+    # ---------------------------------------------------------------- reading
+
+    def _pump(self, max_wait: float) -> None:
+        """Handle every reply available now; when there is none, wait up to ``max_wait`` for one."""
+        subscriber = self._subscriber
+        assert subscriber is not None
+        if not subscriber.buffered() and not self._wait(subscriber.selectable(), max_wait):
+            return
+        self._yielded = False
+        for _ in range(BATCH):
+            self._on_reply(subscriber.read())
+            if not subscriber.buffered():
+                break
+        self._last_rx = time.monotonic()
+
+    def _on_reply(self, reply: Any) -> None:
+        if isinstance(reply, list) and len(reply) == 3:
+            kind, channel, data = reply
+            if kind == b"message":
+                self._on_message(channel, data)
+            elif kind == b"subscribe":
+                self._on_subscribed(channel)
+            elif kind == b"unsubscribe":
+                if channel is not None:
+                    self._on_unsubscribed(channel)
+            return
+        if isinstance(reply, BaseException):
+            self._on_refused(reply)
+            return
+        if (isinstance(reply, list) and reply and reply[0] == b"pong") or reply in (PING_PAYLOAD, b"PONG"):
+            self._ping_sent = None
+            return
+        raise Resync(f"unexpected reply on the Pub/Sub connection: {type(reply).__name__}")
+
+    def _on_message(self, channel: bytes, data: Any) -> None:
+        self.counters["messages"] += 1
+        try:
+            meta = self._link.decode_message(channel, data)
+        except RedisResultsError as error:
+            self.counters["skipped_messages"] += 1
+            size = len(data) if isinstance(data, (bytes, str)) else 0
+            log.warning("message_skipped", channel=channel.decode("utf-8", "replace"), size=size, reason=str(error))
+            return
+        if meta is None:  # a reference to a result too large to publish: read the key
+            record = self._channels.get(channel)
+            if record is not None and record.state is State.LIVE:
+                record.state = State.UNREAD
+                self._to_read.append(channel)
+            return
+        self._deliver(self._router.deliver(channel, meta), meta)
+
+    def _read_keys(self) -> None:
+        """Read the keys of confirmed channels (the no-lost-wake-up rule), one MGET per batch."""
+        if not self._to_read:
+            return
+        queued, self._to_read = self._to_read, []
+        ready: list[bytes] = []
+        for channel in queued:
+            record = self._channels.get(channel)
+            if record is not None and record.state is State.UNREAD and channel in self._wanted:
+                record.state = State.LIVE
+                ready.append(channel)
+        for start in range(0, len(ready), BATCH):
+            chunk = ready[start : start + BATCH]
+            try:
+                values = self._link.read_keys(chunk)
+            except ConnectionUnavailable as error:
+                raise Resync("reading keys failed", error) from error
+            except RedisResultsError as error:  # e.g. NOPERM on the keys: these waits fail, the drainer goes on
+                self._settle(self._router.fail(chunk), error=error)
+                continue
+            self.counters["reads"] += 1
+            for channel, raw in zip(chunk, values):
+                record = self._channels.get(channel)
+                recovering = record is not None and record.recovering
+                if record is not None:
+                    record.recovering = False
+                if raw is None:
+                    continue
+                try:
+                    meta = self._link.decode_stored(channel, raw)
+                except (DecodeError, RedisResultsError) as error:
+                    self._settle(self._router.fail([channel]), error=error)
+                    continue
+                if meta.get("status") not in ("SUCCESS", "FAILURE", "REVOKED"):
+                    continue
+                delivery = self._router.deliver(channel, meta)
+                if delivery.futures and recovering:
+                    self.counters["recovered"] += 1
+                self._deliver(delivery, meta)
+
+    def _deliver(self, delivery: Delivery, meta: Meta) -> None:
+        if delivery.futures:
+            self._settle(delivery.futures, meta=meta)
+        for watcher in delivery.watchers:
+            try:
+                watcher(meta)
+            except Exception as error:  # a watcher only enqueues; it must never stop the drainer
+                log.error("watcher_failed", error=repr(error))
+        if delivery.futures and not self._yielded:
+            # Let the waiters just woken run before our bookkeeping (gevent: yield to the hub; threads:
+            # offer the GIL). Once per batch, so a fan-in of thousands of results is not slowed down.
+            self._yielded = True
+            time.sleep(0)
+
+    def _settle(
+        self, futures: list[ResultFuture], meta: Optional[Meta] = None, error: Optional[BaseException] = None
+    ) -> None:
+        for future in futures:
+            if error is not None:
+                future.set_error(error)
+            else:
+                assert meta is not None
+                future.set_meta(meta)
+            if future.listener is not None:
+                try:
+                    future.listener(future)
+                except Exception as exc:  # a listener only enqueues; never let it kill the drainer
+                    log.error("listener_failed", error=repr(exc))
+
+    # ---------------------------------------------------------------- connection life cycle
+
+    def _connect(self) -> None:
+        try:
+            subscriber = self._link.open_subscriber()
+        except RedisResultsError as error:  # unreachable, or refused (auth, TLS): keep trying, say why
+            raise Resync("connecting failed", error) from error
+        self._subscriber = subscriber
+        self._ping_sent = None
+        self._last_rx = time.monotonic()
+        recovering = self._ever_connected
+        self._ever_connected = True
+        self.last_error = None
+        self._channels = {channel: _Channel(State.SUBSCRIBING, recovering) for channel in self._wanted}
+        self._send_sub = list(self._wanted)
+        self._send_unsub = []
+        self._to_read = []
+        self._sub_commands.clear()
+        log.debug("pubsub_connected", channels=len(self._wanted))
+
+    def _resync(self, event: Resync) -> None:
+        cause = event.error if event.error is not None else event
+        if self._subscriber is not None:
+            self.counters["reconnects"] += 1
+            log.warning("pubsub_connection_lost", reason=event.reason, error=type(cause).__name__)
+        self.last_error = f"{event.reason}: {cause}"
+        self._drop_connection()
+
+    def _drop_connection(self) -> None:
+        subscriber, self._subscriber = self._subscriber, None
+        self._channels = {}
+        self._to_read = []
+        self._send_sub = []
+        self._send_unsub = []
+        self._sub_commands.clear()
+        if subscriber is not None:
+            try:
+                subscriber.close()
+            except Exception as error:
+                log.debug("pubsub_close_failed", error=repr(error))
+
+    def _check_health(self) -> None:
+        """PING when idle; no reply within the interval means the connection is dead."""
+        now = time.monotonic()
+        if self._ping_sent is not None:
+            if now - self._ping_sent > self._health:
+                raise Resync(f"no reply to PING within {self._health}s")
+            return
+        if now - self._last_rx >= self._health:
+            assert self._subscriber is not None
+            self._subscriber.ping(PING_PAYLOAD)
+            self._ping_sent = now
+
+    def _check_master(self) -> None:
+        """Sentinel: after a failover, resubscribe on the new master (then re-read) within a second."""
+        locate = self._link.master_address
+        now = time.monotonic()
+        if locate is None or now < self._next_master_check or self._subscriber is None:
+            return
+        self._next_master_check = now + MASTER_CHECK_INTERVAL
+        try:
+            address = locate()
+        except RedisResultsError as error:  # sentinels unreachable: keep the connection we have
+            log.debug("master_check_failed", error=repr(error))
+            return
+        where = self._subscriber.address
+        if address is not None and where is not None and where != address:
+            end = time.monotonic() + MASTER_MOVE_GRACE
+            while (left := end - time.monotonic()) > 0 and self._subscriber is not None:
+                self._pump(left)
+            raise Resync(f"the master moved to {address[0]}:{address[1]}")
+
+    # ---------------------------------------------------------------- waiting
+
+    def _wait(self, sock: Optional[socket.socket], max_wait: float) -> bool:
+        """Block until ``sock`` is readable or a wake-up arrives; True if the socket is readable."""
+        watch: list[Any] = [self._wake_r] if sock is None else [sock, self._wake_r]
+        try:
+            readable, _, _ = select.select(watch, [], [], max(0.0, max_wait))
+        except (OSError, ValueError) as error:  # the socket was closed underneath
+            if sock is None:
+                raise
+            raise Resync("the Pub/Sub socket failed", error) from error
+        if self._wake_r in readable:
+            try:
+                while self._wake_r.recv(4096):
+                    pass
+            except OSError:
+                pass
+        return sock is not None and sock in readable
+
+    def _pause(self, delay: float) -> None:
+        """Back off between reconnect attempts; only stopping cuts it short."""
+        end = time.monotonic() + delay
+        while not self.stopping and (left := end - time.monotonic()) > 0:
+            self._wait(None, left)

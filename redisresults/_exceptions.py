@@ -1,8 +1,17 @@
-"""Every error redisresults raises: one base class, and builtin bases where users expect them."""
+"""Every error redisresults raises: one base class, and builtin bases where users expect them.
+
+Errors from redis-py never reach a caller as they are: ``translate`` maps them, at the one I/O
+boundary, to a redisresults error that keeps the cause and also subclasses the redis-py class a
+caller may already catch (a permission error is both ``PermissionDenied`` and
+``redis.exceptions.NoPermissionError``).
+"""
 
 from __future__ import annotations
 
+import ssl
 from typing import Any, Optional
+
+import redis.exceptions as rex
 
 
 class RedisResultsError(Exception):
@@ -48,8 +57,32 @@ class DecodeError(RedisResultsError):
     """A stored document or a published message that cannot be decoded into a result meta."""
 
 
-class ConnectionUnavailable(RedisResultsError, ConnectionError):
+class ConnectionUnavailable(RedisResultsError, rex.ConnectionError, rex.TimeoutError, ConnectionError):
     """Redis could not be reached within the caller's bounds."""
+
+
+class CertificateRejected(RedisResultsError, rex.ConnectionError):
+    """The server's TLS certificate (or host name) failed verification; retrying cannot change that."""
+
+
+class PoolTimeout(RedisResultsError, TimeoutError):
+    """No pooled connection became free within the call's budget: back-pressure, Redis itself is fine."""
+
+
+class AuthenticationFailed(RedisResultsError, rex.AuthenticationError, rex.AuthorizationError):
+    """Redis refused the credentials (wrong password or user); retrying cannot help."""
+
+
+class PermissionDenied(RedisResultsError, rex.NoPermissionError):
+    """The Redis user may not run a command or touch a key/channel (ACL ``NOPERM``)."""
+
+
+class ServerError(RedisResultsError, rex.ResponseError):
+    """Redis answered a command with an error reply."""
+
+
+class RedisFailure(RedisResultsError, rex.RedisError):
+    """Any other redis-py error (protocol, data); the redis-py error is the cause."""
 
 
 class DrainerError(RedisResultsError):
@@ -98,3 +131,44 @@ def remote_error_class(module: str, name: str) -> type[RemoteError]:
     cls = type(safe_name, (RemoteError,), {"exc_type": name, "exc_module": module, "__module__": "redisresults.remote"})
     cls.__qualname__ = safe_name
     return cls
+
+
+# Most specific first: the first redis-py class an error is an instance of decides.
+_TRANSLATIONS: tuple[tuple[type[BaseException], type[RedisResultsError]], ...] = (
+    (rex.AuthenticationError, AuthenticationFailed),
+    (rex.AuthorizationError, AuthenticationFailed),
+    (rex.NoPermissionError, PermissionDenied),
+    (rex.ResponseError, ServerError),
+    (rex.ConnectionError, ConnectionUnavailable),
+    (rex.TimeoutError, ConnectionUnavailable),
+    (OSError, ConnectionUnavailable),
+    (rex.RedisError, RedisFailure),
+)
+
+
+def certificate_rejected(error: BaseException) -> bool:
+    """A TLS certificate (or hostname) that failed verification, possibly wrapped by redis-py."""
+    current: Optional[BaseException] = error
+    for _ in range(8):  # follow a short cause chain, never a cycle
+        if current is None:
+            break
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return True
+        current = current.__cause__ or current.__context__
+    return "CERTIFICATE_VERIFY_FAILED" in str(error)
+
+
+def translate(error: BaseException) -> BaseException:
+    """The redisresults error for ``error`` (``__cause__`` set); ours and non-Redis errors pass unchanged."""
+    if isinstance(error, RedisResultsError):
+        return error
+    if isinstance(error, (rex.ConnectionError, OSError)) and certificate_rejected(error):
+        rejected = CertificateRejected(str(error))
+        rejected.__cause__ = error
+        return rejected
+    for foreign, ours in _TRANSLATIONS:
+        if isinstance(error, foreign):
+            mapped = ours(str(error) or type(error).__name__)
+            mapped.__cause__ = error
+            return mapped
+    return error

@@ -2,19 +2,19 @@
 
 Connection drops, timeouts, READONLY (a demoted master after failover), LOADING and MASTERDOWN
 are retried; everything else (auth, permissions, wrong type, protocol limits) fails at once.
+This is the one boundary where redis-py errors become redisresults errors (``translate``).
 """
 
 from __future__ import annotations
 
 import random
-import ssl
 import time
 from collections.abc import Mapping
 from typing import Callable, Optional, TypeVar
 
 import redis.exceptions as rex
 
-from ._exceptions import ConnectionUnavailable
+from ._exceptions import ConnectionUnavailable, RedisResultsError, certificate_rejected, translate
 from ._log import get_logger
 
 T = TypeVar("T")
@@ -23,23 +23,13 @@ log = get_logger()
 _TRANSIENT_REPLIES = ("READONLY", "LOADING", "MASTERDOWN", "TRYAGAIN", "NOREPLICAS")
 
 
-def _certificate_rejected(error: BaseException) -> bool:
-    """A TLS certificate (or hostname) that failed verification: retrying cannot change the verdict."""
-    current: BaseException | None = error
-    for _ in range(8):  # redis-py wraps the ssl error; follow a short cause chain, never a cycle
-        if current is None:
-            break
-        if isinstance(current, ssl.SSLCertVerificationError):
-            return True
-        current = current.__cause__ or current.__context__
-    return "CERTIFICATE_VERIFY_FAILED" in str(error)
-
-
 def is_transient(error: BaseException) -> bool:
-    """True for errors a later attempt can cure."""
+    """True for errors a later attempt can cure (ours never: a pool timeout already waited its budget)."""
+    if isinstance(error, RedisResultsError):
+        return False
     if isinstance(error, (rex.AuthenticationError, rex.AuthorizationError, rex.NoPermissionError)):
         return False
-    if _certificate_rejected(error):
+    if certificate_rejected(error):
         return False
     if isinstance(error, (rex.ConnectionError, rex.TimeoutError, rex.ReadOnlyError, rex.BusyLoadingError)):
         return True
@@ -72,12 +62,15 @@ def call_with_retry(
             return call()
         except Exception as error:
             if not is_transient(error):
-                raise
+                mapped = translate(error)
+                if mapped is error:
+                    raise
+                raise mapped from error
             attempt += 1
             delay = backoff(attempt, policy)
             now = time.monotonic()
             if attempt > policy["max_retries"] or (budget_end is not None and now + delay > budget_end):
-                raise ConnectionUnavailable(
+                raise ConnectionUnavailable(  # a redis-py ConnectionError too, for callers that catch that
                     f"{what} failed: Redis unreachable after {attempt} attempt(s) in {now - start:.1f}s "
                     f"({type(error).__name__}: {error})"
                 ) from error

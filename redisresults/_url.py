@@ -1,7 +1,8 @@
-"""Parsing result-backend URLs into plain immutable values. Pure: no I/O, no redis import.
+"""Parsing result-backend URLs into plain immutable values. Pure: no I/O.
 
 Every malformed part raises ``ConfigError`` naming it, so a bad URL fails when the backend
 is built instead of at the first connect (redis-py and Celery pass unknown parts through).
+Port and database numbers are checked by their rows of the option table, like keyword options.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Optional
 from urllib.parse import parse_qsl, unquote
 
 from ._exceptions import ConfigError
+from ._options import option
 
 TCP_SCHEMES = ("redis", "rediss")
 SOCKET_SCHEMES = ("socket", "redis+socket", "unix")
@@ -80,10 +82,8 @@ def parse_url(url: str) -> ParsedURL:
     path = unquote(slash + raw_path) if slash else ""
     query = _parse_query(raw_query)
 
-    userinfo, at, hostport = netloc.rpartition("@")
-    if not at:
-        userinfo, hostport = "", netloc
-    username, password = _split_userinfo(userinfo) if at else (None, None)
+    userinfo, hostport = _split_netloc(netloc)
+    username, password = _split_userinfo(userinfo)
 
     if scheme in SOCKET_SCHEMES:
         if hostport not in ("", "localhost"):
@@ -119,13 +119,28 @@ def split_sentinel_url(url: str) -> list[str]:
 
 
 def path_db(path: str) -> Optional[int]:
-    """The database number written as the URL path (``/3``), or None for an empty path."""
-    stripped = path.strip("/")
-    if stripped == "":
+    """The database number written as the URL path (``/3``), or None for an empty path (``/`` too, as Celery)."""
+    if path.strip("/") == "":
         return None
-    if not stripped.isdigit() or not stripped.isascii():
-        raise ConfigError(f"URL path must be a database number like /0, got {path!r}")
-    return int(stripped)
+    number: int = option("db").validate(path, "URL path")
+    return number
+
+
+def passwords(url: str) -> tuple[str, ...]:
+    """Every password ``url`` carries (userinfo of each node, ``?password=``), as written and decoded.
+
+    For redacting output: split exactly as ``parse_url`` splits, so nothing it would use is missed.
+    """
+    found: list[str] = []
+    for part in url.split(";"):
+        _, sep, rest = part.partition("://")
+        if not sep:
+            continue
+        userinfo, _ = _split_netloc(_netloc_of(rest)[0])
+        if userinfo is not None and ":" in userinfo:
+            found.append(userinfo.split(":", 1)[1])
+        found.extend(match.group(1) for match in re.finditer(r"(?i)[?&]password=([^&#]*)", rest))
+    return tuple(dict.fromkeys(secret for raw in found if raw for secret in (raw, unquote(raw))))
 
 
 def masked(url: str) -> str:
@@ -137,21 +152,32 @@ def _mask_one(url: str) -> str:
     head, sep, rest = url.partition("://")
     if not sep:
         return url
-    netloc_end = len(rest)
-    for stop in "/?#":
-        pos = rest.find(stop)
-        if pos != -1:
-            netloc_end = min(netloc_end, pos)
-    netloc, tail = rest[:netloc_end], rest[netloc_end:]
-    userinfo, at, hostport = netloc.rpartition("@")
-    if at and ":" in userinfo:
+    netloc, tail = _netloc_of(rest)
+    userinfo, hostport = _split_netloc(netloc)
+    if userinfo is not None and ":" in userinfo:
         user = userinfo.split(":", 1)[0]
         netloc = f"{user}:**@{hostport}"
     tail = re.sub(r"(?i)([?&]password=)[^&#]*", r"\1**", tail)
     return f"{head}://{netloc}{tail}"
 
 
-def _split_userinfo(userinfo: str) -> tuple[Optional[str], Optional[str]]:
+def _netloc_of(rest: str) -> tuple[str, str]:
+    """``rest`` (after ``scheme://``) split into the netloc and everything from the first ``/``, ``?`` or ``#``."""
+    match = re.search(r"[/?#]", rest)
+    end = match.start() if match else len(rest)
+    return rest[:end], rest[end:]
+
+
+def _split_netloc(netloc: str) -> tuple[Optional[str], str]:
+    """``(raw userinfo or None, host[:port])``; the last ``@`` ends the userinfo (a password may hold ``@``)."""
+    userinfo, at, hostport = netloc.rpartition("@")
+    return (userinfo, hostport) if at else (None, netloc)
+
+
+def _split_userinfo(userinfo: Optional[str]) -> tuple[Optional[str], Optional[str]]:
+    """Percent-decoded ``(username, password)``; empty parts are None (Celery keeps the setting then)."""
+    if userinfo is None:
+        return None, None
     user, colon, pw = userinfo.partition(":")
     username = unquote(user) or None
     password = (unquote(pw) or None) if colon else None
@@ -187,11 +213,7 @@ def _split_hostport(hostport: str, scheme: str) -> tuple[Optional[str], Optional
             raise ConfigError(f"URL host {host!r} is not a valid host name")
     port: Optional[int] = None
     if port_text != "" or hostport.endswith(":"):
-        if not port_text.isdigit() or not port_text.isascii():
-            raise ConfigError(f"URL port must be a number from 1 to 65535, got {port_text!r}")
-        port = int(port_text)
-        if not 1 <= port <= 65535:
-            raise ConfigError(f"URL port must be a number from 1 to 65535, got {port}")
+        port = option("port").validate(port_text, "URL port")
     return host or None, port
 
 

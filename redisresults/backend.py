@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Optional
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Optional
 
 import redis
 import redis.exceptions as rex
@@ -21,12 +21,22 @@ from . import _meta
 from ._callbacks import CallbackRunner
 from ._celery_conf import options_from_celery
 from ._config import Config, build_config
-from ._consumer import ResultConsumer
-from ._drainer import resolve_mode
-from ._exceptions import ConfigError, DecodeError
+from ._consumer import ResultConsumer, idle_stats
+from ._exceptions import (
+    AuthenticationFailed,
+    CertificateRejected,
+    ConfigError,
+    ConnectionUnavailable,
+    DecodeError,
+    ResultTimeout,
+    translate,
+)
 from ._keys import check_id, group_key, task_key
+from ._link import Link
 from ._log import get_logger
+from ._pool import REDIS_PY_DEFAULT_MAX, WaitingConnectionPool, WaitingSentinelPool
 from ._retry import call_with_retry
+from ._runtime import resolve_mode
 from ._serialization import dumps, get_serializer, loads
 from ._store import (
     REF_FIELD,
@@ -38,15 +48,15 @@ from ._store import (
     reference_message,
     too_large,
 )
+from ._subscriber import RedisSubscriber
 from ._url import masked
-
-if TYPE_CHECKING:
-    from .result import AsyncResult, GroupResult, ResultSet
+from .result import AsyncResult, GroupResult, ResultSet
 
 log = get_logger()
 
 _EXTENDED_KEYS = ("group_id", "parent_id", "name", "args", "kwargs", "worker", "retries", "queue")
 _SENTINEL_DEFAULTS = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
+DEFAULT_HEALTH_INTERVAL = 10.0
 
 
 class RedisBackend:
@@ -60,7 +70,7 @@ class RedisBackend:
         self._config: Config = build_config(url, **options)
         self._check_kind()
         for warning in self._config.warnings:
-            log.warning("insecure_tls_setting", message=warning)
+            log.warning("insecure_tls_setting", warning=warning)
         self._serializer = get_serializer(self._config.serializer)
         self._accept = frozenset(self._config.accept)
         self._mode = resolve_mode(self._config.concurrency)
@@ -70,6 +80,7 @@ class RedisBackend:
         self._client: Optional[redis.Redis] = None
         self._script: Any = None
         self._consumer: Optional[ResultConsumer] = None
+        self._drainer_pool: Any = None
         self._callbacks: Optional[CallbackRunner] = None
         self._server_limit = ServerLimit()
 
@@ -78,6 +89,16 @@ class RedisBackend:
             raise ConfigError("sentinel:// URLs need SentinelBackend (backend_from_url picks it for you)")
 
     # ------------------------------------------------------------------ connection
+
+    @property
+    def config(self) -> Config:
+        """The validated configuration (frozen; ``repr`` hides secrets)."""
+        return self._config
+
+    @property
+    def mode(self) -> str:
+        """``"thread"`` or ``"gevent"``: what the drainer and callback loop run on (decided when built)."""
+        return self._mode
 
     @property
     def connparams(self) -> dict[str, Any]:
@@ -95,22 +116,58 @@ class RedisBackend:
         if client is None:
             with self._lock:
                 if self._client is None:
-                    self._pool = self._make_pool()
+                    self._pool = self._make_pool(self._pool_params(), shared=True)
                     self._client = redis.Redis(connection_pool=self._pool)
                     self._script = self._client.register_script(STORE_SCRIPT)
                 client = self._client
         return client
 
-    def _make_pool(self) -> Any:
+    def _pool_params(self) -> dict[str, Any]:
         params = self.connparams
         params.pop("hosts", None)
         # Retrying is ours (bounded, per retry_policy); redis-py's own retries would multiply it.
-        return redis.ConnectionPool(retry=Retry(NoBackoff(), 0), **params)
+        params["retry"] = Retry(NoBackoff(), 0)
+        return params
 
-    def _drainer_client(self) -> redis.Redis:
-        return self.client
+    def _make_pool(self, params: dict[str, Any], *, shared: bool) -> Any:
+        """The shared pool waits for a free connection (back-pressure); the drainer's has exactly two."""
+        if shared:
+            params["max_connections"] = params.get("max_connections") or REDIS_PY_DEFAULT_MAX
+            return WaitingConnectionPool(wait_timeout=self._config.retry_policy["timeout"] or None, **params)
+        return redis.ConnectionPool(**params)
 
-    def _master_address(self) -> Optional[tuple[str, int]]:
+    def _drainer_params(self) -> dict[str, Any]:
+        """The drainer's own two connections (Pub/Sub + key reads), outside ``max_connections``: RESP2 so
+        subscribed replies are plain arrays, and no redis-py health check (the drainer PINGs itself)."""
+        params = self._pool_params()
+        params.pop("health_check_interval", None)
+        params["max_connections"] = 2
+        params["protocol"] = 2
+        return params
+
+    def _link(self) -> Link:
+        """What the drainer needs, and nothing of the backend itself."""
+        pool = self._make_pool(self._drainer_params(), shared=False)
+        self._drainer_pool = pool
+        reader = redis.Redis(connection_pool=pool)
+
+        def read_keys(keys: Sequence[bytes]) -> Sequence[Optional[bytes]]:
+            try:
+                return reader.mget(keys)  # type: ignore[return-value]  # bytes: decode_responses is off
+            except Exception as error:
+                raise translate(error) from error
+
+        hc = self._config.connparams.get("health_check_interval")
+        return Link(
+            open_subscriber=lambda: RedisSubscriber(pool),
+            read_keys=read_keys,
+            decode_message=lambda channel, data: self._decode_message(channel, data),
+            decode_stored=lambda key, raw: self._decode_stored(key, raw),
+            master_address=self._master_locator(),
+            health_interval=float(hc) if hc else DEFAULT_HEALTH_INTERVAL,
+        )
+
+    def _master_locator(self) -> Any:
         """Where writes go now, for backends that can fail over (Sentinel); None for one server."""
         return None
 
@@ -123,6 +180,7 @@ class RedisBackend:
             self._client = None
             self._script = None
             self._consumer = None
+            self._drainer_pool = None
             self._callbacks = None
 
     @property
@@ -134,12 +192,18 @@ class RedisBackend:
             self.client  # noqa: B018 - the pool must exist before the drainer starts
             with self._lock:
                 if self._consumer is None:
-                    self._consumer = ResultConsumer(self, self._mode)
+                    self._consumer = ResultConsumer(
+                        self._link(),
+                        keyprefix=self._config.global_keyprefix,
+                        mode=self._mode,
+                        cache_max=self._config.result_cache_max,
+                    )
                 consumer = self._consumer
         return consumer
 
     @property
     def callbacks(self) -> CallbackRunner:
+        """The loop that runs ``then()`` and ``as_future()`` callbacks, outside every lock."""
         self._check_fork()
         runner = self._callbacks
         if runner is None:
@@ -170,30 +234,16 @@ class RedisBackend:
         """Counters for operators: pending futures, subscribed channels, drainer, reconnects."""
         consumer = self._consumer
         if consumer is None or self._pid != os.getpid():
-            return {
-                "pending": 0,
-                "channels": 0,
-                "subscribed": 0,
-                "drainer_alive": False,
-                "connected": False,
-                "reconnects": 0,
-                "recovered": 0,
-                "messages": 0,
-                "skipped_messages": 0,
-                "reads": 0,
-                "cached": 0,
-                "mode": self._mode,
-                "last_error": None,
-                "failure": None,
-            }
+            return idle_stats(self._mode)
         return consumer.stats()
 
     def close(self) -> None:
-        """Stop the drainer and callback loop and disconnect the pool. Pending waits fail."""
+        """Stop the drainer and callback loop and disconnect the pools. Pending waits fail."""
         with self._lock:
             consumer, self._consumer = self._consumer, None
             callbacks, self._callbacks = self._callbacks, None
             pool, self._pool = self._pool, None
+            drainer_pool, self._drainer_pool = self._drainer_pool, None
             self._client = None
             self._script = None
         if self._pid != os.getpid():
@@ -202,8 +252,9 @@ class RedisBackend:
             consumer.close()
         if callbacks is not None:
             callbacks.close()
-        if pool is not None:
-            pool.disconnect()
+        for each in (pool, drainer_pool):
+            if each is not None:
+                each.disconnect()
 
     def __enter__(self) -> RedisBackend:
         return self
@@ -220,7 +271,7 @@ class RedisBackend:
         self, task_id: str, result: Any, state: str, traceback: Optional[str] = None, **extended: Any
     ) -> Any:
         """Store and publish ``result`` in ``state``, atomically; a stored SUCCESS is never replaced."""
-        check_id("task", task_id)
+        task_id = check_id("task", task_id)
         children = extended.pop("children", None)
         unknown = sorted(set(extended) - set(_EXTENDED_KEYS))
         if unknown:
@@ -296,7 +347,10 @@ class RedisBackend:
 
     def get_task_meta(self, task_id: str) -> dict[str, Any]:
         """The stored document as a dict (exceptions stay in their stored dict form); PENDING if missing."""
-        check_id("task", task_id)
+        return self._read_meta(check_id("task", task_id))
+
+    def _read_meta(self, task_id: str, *, once: bool = False) -> dict[str, Any]:
+        """Cache, else one GET (``once``: a single attempt, no retries — the caller has a fallback)."""
         consumer = self._consumer
         if consumer is not None:
             cached = consumer.cached(task_id)
@@ -304,7 +358,8 @@ class RedisBackend:
                 return cached
         key = task_key(self._config.global_keyprefix, task_id)
         client = self.client
-        raw = call_with_retry(lambda: client.get(key), self._config.retry_policy, what="reading a result")
+        policy = {**self._config.retry_policy, "max_retries": 0} if once else self._config.retry_policy
+        raw = call_with_retry(lambda: client.get(key), policy, what="reading a result")
         if raw is None:
             return _meta.pending_meta(task_id)
         meta = self._decode_stored(key, raw)
@@ -316,7 +371,8 @@ class RedisBackend:
         """One MGET for many ids; missing keys read as PENDING."""
         if not task_ids:
             return []
-        keys = [task_key(self._config.global_keyprefix, check_id("task", tid)) for tid in task_ids]
+        task_ids = [check_id("task", tid) for tid in task_ids]
+        keys = [task_key(self._config.global_keyprefix, tid) for tid in task_ids]
         client = self.client
         values = call_with_retry(lambda: client.mget(keys), self._config.retry_policy, what="reading results")
         return [
@@ -325,7 +381,7 @@ class RedisBackend:
         ]
 
     def forget(self, task_id: str) -> None:
-        check_id("task", task_id)
+        task_id = check_id("task", task_id)
         key = task_key(self._config.global_keyprefix, task_id)
         client = self.client
         call_with_retry(lambda: client.delete(key), self._config.retry_policy, what="forgetting a result")
@@ -335,17 +391,13 @@ class RedisBackend:
 
     def save_group(self, group_id: str, task_ids: Iterable[Any]) -> None:
         """Store a group document (Celery's format) so ``restore_group`` can rebuild it anywhere."""
-        check_id("group", group_id)
-        ids = [getattr(item, "id", item) for item in task_ids]
-        for tid in ids:
-            check_id("task", tid)
+        group_id = check_id("group", group_id)
+        ids = [check_id("task", getattr(item, "id", item)) for item in task_ids]
         payload = dumps(_meta.make_group_meta(group_id, ids), self._serializer)
         self._write(group_key(self._config.global_keyprefix, group_id), payload, task_id=group_id, state=None)
 
     def restore_group(self, group_id: str) -> Optional[GroupResult]:
-        from .result import GroupResult
-
-        check_id("group", group_id)
+        group_id = check_id("group", group_id)
         key = group_key(self._config.global_keyprefix, group_id)
         client = self.client
         raw = call_with_retry(lambda: client.get(key), self._config.retry_policy, what="reading a group")
@@ -357,7 +409,7 @@ class RedisBackend:
         return GroupResult(gid, ids, backend=self)
 
     def delete_group(self, group_id: str) -> None:
-        check_id("group", group_id)
+        group_id = check_id("group", group_id)
         key = group_key(self._config.global_keyprefix, group_id)
         client = self.client
         call_with_retry(lambda: client.delete(key), self._config.retry_policy, what="deleting a group")
@@ -382,29 +434,31 @@ class RedisBackend:
     # ------------------------------------------------------------------ waiting
 
     def AsyncResult(self, task_id: str) -> AsyncResult:
-        from .result import AsyncResult
-
         return AsyncResult(task_id, backend=self)
 
     def ResultSet(self, results: Iterable[Any]) -> ResultSet:
-        from .result import ResultSet
-
         return ResultSet(results, backend=self)
 
     def GroupResult(self, group_id: str, results: Iterable[Any]) -> GroupResult:
-        from .result import GroupResult
-
         return GroupResult(group_id, results, backend=self)
 
     def wait_for_meta(self, task_id: str, timeout: Optional[float]) -> dict[str, Any]:
-        """Block until ``task_id`` is ready (cache first); ResultTimeout past ``timeout``."""
-        check_id("task", task_id)
-        if timeout is not None and timeout <= 0:
-            meta = self.get_task_meta(task_id)
-            if meta["status"] in _meta.READY_STATES:
-                return meta
-            from ._exceptions import ResultTimeout
+        """Block until ``task_id`` is ready; ResultTimeout past ``timeout``.
 
+        One read first (cache, else GET): a finished task costs one round trip and no subscription.
+        A wait that finds nothing subscribes and reads again once the SUBSCRIBE is confirmed, so a
+        result stored in between is not missed.
+        """
+        task_id = check_id("task", task_id)
+        try:
+            meta = self._read_meta(task_id, once=True)
+        except (ConnectionUnavailable, AuthenticationFailed, CertificateRejected):
+            # Not reachable now: the drainer keeps trying (and reads once subscribed) within the deadline,
+            # and a timeout then says why.
+            meta = _meta.pending_meta(task_id)
+        if meta["status"] in _meta.READY_STATES:
+            return meta
+        if timeout is not None and timeout <= 0:
             raise ResultTimeout(f"result of task {task_id} not ready (timeout=0 checks once)")
         return self.result_consumer.wait_for(task_id, timeout)
 
@@ -416,9 +470,8 @@ class SentinelBackend(RedisBackend):
         if self._config.kind != "sentinel":
             raise ConfigError("SentinelBackend needs a sentinel:// URL (sentinel://h1:26379;sentinel://h2:26379)")
 
-    def _make_pool(self) -> Any:
-        params = self.connparams
-        hosts = params.pop("hosts")
+    def _make_pool(self, params: dict[str, Any], *, shared: bool) -> Any:
+        hosts = self._config.connparams["hosts"]
         # No redis-py retries on sentinel queries either: ours are bounded by retry_policy (a dead node would
         # otherwise cost seconds of hidden backoff per lookup, and stall close() behind the drainer).
         sentinel_kwargs = {**_SENTINEL_DEFAULTS, "retry": Retry(NoBackoff(), 0), **self._config.sentinel_kwargs}
@@ -428,18 +481,26 @@ class SentinelBackend(RedisBackend):
             sentinel_kwargs=sentinel_kwargs,
         )
         params.setdefault("connection_class", redis.sentinel.SentinelManagedConnection)
-        return redis.sentinel.SentinelConnectionPool(  # type: ignore[no-untyped-call]
-            self._config.master_name, sentinel, retry=Retry(NoBackoff(), 0), **params
-        )
+        if shared:
+            params["max_connections"] = params.get("max_connections") or REDIS_PY_DEFAULT_MAX
+            return WaitingSentinelPool(
+                self._config.master_name, sentinel, wait_timeout=self._config.retry_policy["timeout"] or None, **params
+            )
+        return redis.sentinel.SentinelConnectionPool(self._config.master_name, sentinel, **params)  # type: ignore[no-untyped-call]
 
-    def _master_address(self) -> Optional[tuple[str, int]]:
-        """Ask Sentinel for the master. When it moved, redis-py drops idle pooled connections now and
-        in-use ones on release, so stores stop going to a demoted master that still accepts writes."""
+    def _master_locator(self) -> Any:
+        """Ask Sentinel for the master. When it moved, redis-py drops the shared pool's idle connections now
+        and in-use ones on release, so stores stop going to a demoted master that still accepts writes."""
         pool = self._pool
-        if pool is None:
-            return None
-        host, port = pool.get_master_address()
-        return str(host), int(port)
+
+        def locate() -> Optional[tuple[str, int]]:
+            try:
+                host, port = pool.get_master_address()
+            except Exception as error:
+                raise translate(error) from error
+            return str(host), int(port)
+
+        return locate
 
     def as_uri(self, include_password: bool = False) -> str:
         url = self._config.url or ""

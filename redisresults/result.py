@@ -11,15 +11,42 @@ import queue
 import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import Any, Callable, Optional, Protocol
 
 from . import _meta
-from ._drainer import simple_queue
+from ._callbacks import CallbackRunner
+from ._consumer import ResultConsumer
 from ._exceptions import ConfigError, ResultTimeout
 from ._future import ResultFuture
+from ._keys import check_id
+from ._runtime import simple_queue
 
-if TYPE_CHECKING:
-    from .backend import RedisBackend
+
+class ResultBackend(Protocol):
+    """What a result handle needs from its backend (``ResultBackend`` and its subclasses provide it)."""
+
+    @property
+    def mode(self) -> str: ...
+
+    @property
+    def result_consumer(self) -> ResultConsumer: ...
+
+    @property
+    def callbacks(self) -> CallbackRunner: ...
+
+    def wait_for_meta(self, task_id: str, timeout: Optional[float]) -> dict[str, Any]: ...
+
+    def get_task_meta(self, task_id: str) -> dict[str, Any]: ...
+
+    def get_many_metas(self, task_ids: list[str]) -> list[dict[str, Any]]: ...
+
+    def forget(self, task_id: str) -> None: ...
+
+    def save_group(self, group_id: str, task_ids: Iterable[Any]) -> None: ...
+
+    def delete_group(self, group_id: str) -> None: ...
+
+    def restore_group(self, group_id: str) -> Optional[GroupResult]: ...
 
 
 def _value(meta: dict[str, Any], key: str, propagate: bool) -> Any:
@@ -36,12 +63,10 @@ def _value(meta: dict[str, Any], key: str, propagate: bool) -> Any:
 class AsyncResult:
     """A pending or finished task result, Celery's ``AsyncResult`` in spirit and names."""
 
-    def __init__(self, id: str, backend: Optional[RedisBackend] = None) -> None:
+    def __init__(self, id: str, backend: Optional[ResultBackend] = None) -> None:
         if backend is None:
             raise ConfigError("AsyncResult needs a backend: backend.AsyncResult(id) or AsyncResult(id, backend=...)")
-        if not isinstance(id, str) or not id:
-            raise ValueError("task id must be a non-empty str")
-        self.id = id
+        self.id = check_id("task", id)
         self.backend = backend
         self._ready_meta: Optional[dict[str, Any]] = None
 
@@ -67,9 +92,18 @@ class AsyncResult:
         ``timeout=None`` waits without limit; ``timeout=0`` checks once; past the deadline
         ResultTimeout is raised.
         """
-        return _value(self._wait(timeout), self._label(), propagate)
+        return _value(self._wait(timeout), self.label, propagate)
 
     wait = get
+
+    @property
+    def ready_meta(self) -> Optional[dict[str, Any]]:
+        """The ready meta once this handle has seen it (then nothing is read again), else None."""
+        return self._ready_meta
+
+    def set_ready_meta(self, meta: dict[str, Any]) -> None:
+        """Record a ready meta found by someone else (a ResultSet's read)."""
+        self._ready_meta = meta
 
     def _wait(self, timeout: Optional[float]) -> dict[str, Any]:
         if self._ready_meta is None:
@@ -84,7 +118,8 @@ class AsyncResult:
             self._ready_meta = meta
         return meta
 
-    def _label(self) -> str:
+    @property
+    def label(self) -> str:
         return f"task {self.id}"
 
     @property
@@ -96,7 +131,7 @@ class AsyncResult:
     @property
     def result(self) -> Any:
         """The value, the exception object for failures, or None while pending."""
-        return _value(self._meta(), self._label(), propagate=False)
+        return _value(self._meta(), self.label, propagate=False)
 
     info = result
 
@@ -144,7 +179,7 @@ class AsyncResult:
             try:
                 meta = future.meta()
                 self._ready_meta = meta
-                value = _value(meta, self._label(), propagate=True)
+                value = _value(meta, self.label, propagate=True)
             except BaseException as error:
                 runner.submit(result.set_exception, error)
             else:
@@ -157,7 +192,7 @@ class AsyncResult:
 class ResultSet:
     """Many results awaited together under one deadline, push-driven (no polling, no sleeps)."""
 
-    def __init__(self, results: Iterable[Any], backend: Optional[RedisBackend] = None) -> None:
+    def __init__(self, results: Iterable[Any], backend: Optional[ResultBackend] = None) -> None:
         items = list(results)
         if backend is None:
             backend = next((r.backend for r in items if isinstance(r, AsyncResult)), None)
@@ -183,12 +218,12 @@ class ResultSet:
 
     def _refresh(self) -> list[dict[str, Any]]:
         """Every member's meta, with one MGET for those not already known to be ready."""
-        unknown = [r for r in self.results if r._ready_meta is None]
+        unknown = [r for r in self.results if r.ready_meta is None]
         fresh = dict(zip((r.id for r in unknown), self.backend.get_many_metas([r.id for r in unknown])))
         for result in unknown:
             if fresh[result.id]["status"] in _meta.READY_STATES:
-                result._ready_meta = fresh[result.id]
-        return [r._ready_meta or fresh[r.id] for r in self.results]
+                result.set_ready_meta(fresh[result.id])
+        return [r.ready_meta or fresh[r.id] for r in self.results]
 
     def ready(self) -> bool:
         return all(m["status"] in _meta.READY_STATES for m in self._refresh())
@@ -209,16 +244,16 @@ class ResultSet:
         """Yield each member AsyncResult as it becomes ready (completion order), one deadline."""
         deadline = None if timeout is None else time.monotonic() + timeout
         self._refresh()
-        arrived: queue.SimpleQueue[ResultFuture] = simple_queue(self.backend._mode)
+        arrived: queue.SimpleQueue[ResultFuture] = simple_queue(self.backend.mode)
         by_id = {r.id: r for r in self.results}
         pending: dict[str, ResultFuture] = {}
         for result in self.results:
-            if result._ready_meta is not None:
+            if result.ready_meta is not None:
                 yield result
         consumer = self.backend.result_consumer
         try:
             for result in self.results:
-                if result._ready_meta is None:
+                if result.ready_meta is None:
                     pending[result.id] = consumer.register(result.id, arrived.put)
             while pending:
                 remaining = None if deadline is None else deadline - time.monotonic()
@@ -231,7 +266,7 @@ class ResultSet:
                 if pending.pop(future.task_id, None) is None:
                     continue
                 result = by_id[future.task_id]
-                result._ready_meta = future.meta()
+                result.set_ready_meta(future.meta())
                 yield result
         finally:
             for future in pending.values():
@@ -240,16 +275,18 @@ class ResultSet:
     def iter_native(self, timeout: Optional[float] = None) -> Iterator[tuple[str, dict[str, Any]]]:
         """Yield ``(task_id, meta)`` in completion order, as Celery's ``iter_native`` does."""
         for result in self.as_completed(timeout):
-            assert result._ready_meta is not None
-            yield result.id, result._ready_meta
+            meta = result.ready_meta
+            assert meta is not None
+            yield result.id, meta
 
     def join(self, timeout: Optional[float] = None, propagate: bool = True) -> list[Any]:
         """Every member's value, in member order, under one overall deadline."""
         for result in self.as_completed(timeout):
-            assert result._ready_meta is not None
-            if propagate and result._ready_meta["status"] in _meta.PROPAGATE_STATES:
-                _value(result._ready_meta, result._label(), True)
-        return [_value(r._ready_meta or {}, r._label(), propagate) for r in self.results]
+            meta = result.ready_meta
+            assert meta is not None
+            if propagate and meta["status"] in _meta.PROPAGATE_STATES:
+                _value(meta, result.label, True)
+        return [_value(r.ready_meta or {}, r.label, propagate) for r in self.results]
 
     join_native = join
     get = join
@@ -258,7 +295,7 @@ class ResultSet:
 class GroupResult(ResultSet):
     """A ResultSet with an id, saved and restored in Celery's group document format."""
 
-    def __init__(self, id: str, results: Iterable[Any] = (), backend: Optional[RedisBackend] = None) -> None:
+    def __init__(self, id: str, results: Iterable[Any] = (), backend: Optional[ResultBackend] = None) -> None:
         super().__init__(results, backend=backend)
         self.id = id
 
@@ -273,5 +310,5 @@ class GroupResult(ResultSet):
         self.backend.delete_group(self.id)
 
     @classmethod
-    def restore(cls, id: str, backend: RedisBackend) -> Optional[GroupResult]:
+    def restore(cls, id: str, backend: ResultBackend) -> Optional[GroupResult]:
         return backend.restore_group(id)

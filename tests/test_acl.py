@@ -9,10 +9,11 @@ from typing import Any, Callable
 
 import pytest
 from redis.exceptions import NoPermissionError
-from structlog.testing import capture_logs
 
+import redisresults
 from redisresults import BackendStoreError, RedisBackend
 from tests.helpers import wait_in_thread
+from tests.logs import capture_logs
 from tests.servers import RedisServer
 
 PREFIX = "myapp:"
@@ -136,20 +137,21 @@ def test_keys_outside_the_prefix_are_denied_fast(server: RedisServer) -> None:
     with RedisBackend(url_for(server, "app"), transport_options={"global_keyprefix": "other:"}) as backend:
         start = time.monotonic()
         with capture_logs() as logs:
-            with pytest.raises(NoPermissionError):
-                backend.mark_as_done("t", 1)
-            with pytest.raises(NoPermissionError):
-                backend.get_task_meta("t")
-            with pytest.raises(NoPermissionError):
-                backend.forget("t")
+            # Every public call maps the refusal at one boundary: a PermissionDenied that is also the
+            # NoPermissionError callers already catch, with redis-py's error as the cause.
+            for call in (lambda: backend.mark_as_done("t", 1), lambda: backend.get_task_meta("t"),
+                         lambda: backend.forget("t"), lambda: backend.AsyncResult("t").get(timeout=5)):
+                with pytest.raises(redisresults.PermissionDenied) as caught:
+                    call()
+                assert isinstance(caught.value, NoPermissionError)
+                assert isinstance(caught.value.__cause__, NoPermissionError)
+                assert not isinstance(caught.value.__cause__, redisresults.RedisResultsError)
             # The drainer's SUBSCRIBE is refused: the waiter fails at once with the server's reason
             # instead of hanging, and the drainer lives on to serve (and refuse) the next wait too.
-            with pytest.raises(NoPermissionError):
-                backend.AsyncResult("t").get(timeout=5)
-            assert backend.stats()["drainer_alive"] is True
-            with pytest.raises(NoPermissionError):
-                backend.AsyncResult("t2").get(timeout=5)
-            assert backend.stats()["drainer_alive"] is True
+            for task_id in ("t", "t2"):
+                with pytest.raises(redisresults.PermissionDenied):
+                    backend.AsyncResult(task_id).as_future().result(timeout=5)
+                assert backend.stats()["drainer_alive"] is True
             assert backend.stats()["pending"] == 0
         assert time.monotonic() - start < 3
         assert not [e for e in logs if e["event"] == "redis_retry"]

@@ -6,7 +6,9 @@ point at an unreachable port and ``.client`` is never touched: building must not
 
 from __future__ import annotations
 
+import logging
 import ssl
+import uuid
 from datetime import timedelta
 from typing import Any, Optional
 
@@ -14,11 +16,11 @@ import celery
 import pytest
 import redis
 import redis.sentinel
-from structlog.testing import capture_logs
 
 import redisresults
 from redisresults import ConfigError, RedisBackend, SentinelBackend, backend_from_url, from_config
 from redisresults._config import DEFAULT_RETRY_POLICY, build_config
+from redisresults._keys import check_id, group_key, task_key
 
 URL = "redis://:secret@127.0.0.1:1/2"  # port 1: nothing listens there
 MASTER = {"master_name": "mymaster"}
@@ -239,7 +241,7 @@ def test_pickle_serializer_must_be_accepted() -> None:
     with pytest.raises(ConfigError, match="pickle"):
         backend_from_url(URL, serializer="pickle")
     with build(URL, serializer="pickle", accept=["pickle", "json"]) as backend:
-        assert backend._config.serializer == "pickle"
+        assert backend.config.serializer == "pickle"
 
 
 def test_credential_provider_replaces_username_and_password() -> None:
@@ -249,7 +251,15 @@ def test_credential_provider_replaces_username_and_password() -> None:
     assert connparams["password"] is None and "username" not in connparams
 
 
-# --- TLS warnings through structlog ---------------------------------------------------------------
+# --- TLS warnings, logged through the library's logger ------------------------------------------------------------
+
+
+def _tls_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [
+        record for record in caplog.records
+        if record.name.startswith("redisresults") and record.levelno == logging.WARNING
+        and record.getMessage() == "insecure_tls_setting"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -264,21 +274,26 @@ def test_credential_provider_replaces_username_and_password() -> None:
          redisresults.W_REDIS_SSL_CERT_OPTIONAL),
     ],
 )
-def test_insecure_tls_warns(url: str, options: dict[str, Any], message: str) -> None:
-    with capture_logs() as logs:
+def test_insecure_tls_warns(
+    url: str, options: dict[str, Any], message: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert build_config(url, **options).warnings == (message,)
+    with caplog.at_level(logging.WARNING, logger="redisresults"):
         build(url, **options).close()
-    warnings = [entry for entry in logs if entry["log_level"] == "warning"]
-    assert warnings == [{"event": "insecure_tls_setting", "message": message, "log_level": "warning"}]
+    records = _tls_warnings(caplog)
+    assert len(records) == 1
+    assert message in vars(records[0]).values()  # the text rides on the record as a field
     assert "man in the middle" in message
 
 
 @pytest.mark.parametrize(
     "url", ["rediss://h:1/0?ssl_cert_reqs=required", "rediss://h:1/0?ssl_cert_reqs=CERT_REQUIRED", URL]
 )
-def test_verified_tls_does_not_warn(url: str) -> None:
-    with capture_logs() as logs:
+def test_verified_tls_does_not_warn(url: str, caplog: pytest.LogCaptureFixture) -> None:
+    assert build_config(url).warnings == ()
+    with caplog.at_level(logging.WARNING, logger="redisresults"):
         build(url).close()
-    assert [entry for entry in logs if entry["log_level"] == "warning"] == []
+    assert _tls_warnings(caplog) == []
 
 
 def test_warning_constants_are_distinct_module_constants() -> None:
@@ -325,8 +340,8 @@ def test_from_config_plain_dict() -> None:
         assert connparams["retry_on_timeout"] is True and connparams["socket_keepalive"] is True
         assert connparams["health_check_interval"] == 4 and connparams["client_name"] == "worker"
         assert connparams["username"] == "u"
-        assert backend._config.expires is None  # result_expires=None: never expire
-        assert backend._config.global_keyprefix == "pfx_"
+        assert backend.config.expires is None  # result_expires=None: never expire
+        assert backend.config.global_keyprefix == "pfx_"
 
 
 def test_from_config_url_beats_settings_beat_defaults() -> None:
@@ -352,7 +367,7 @@ def test_from_config_old_uppercase_names() -> None:
     with from_config(
         {"CELERY_RESULT_BACKEND": URL, "CELERY_TASK_RESULT_EXPIRES": 60, "CELERY_REDIS_MAX_CONNECTIONS": 3}
     ) as backend:
-        assert backend.connparams["max_connections"] == 3 and backend._config.expires == 60
+        assert backend.connparams["max_connections"] == 3 and backend.config.expires == 60
 
 
 def test_from_config_picks_sentinel_and_socket() -> None:
@@ -366,13 +381,28 @@ def test_from_config_picks_sentinel_and_socket() -> None:
         assert backend.connparams["path"] == "/tmp/r.sock" and backend.connparams["db"] == 1
 
 
+def test_from_config_none_is_a_value_only_where_the_option_says_so() -> None:
+    connparams = from_config({"result_backend": URL, "redis_socket_timeout": None, "redis_db": None}).connparams
+    assert connparams["socket_timeout"] is None  # Celery: None = no timeout
+    assert connparams["db"] == 2  # None = not set: the URL's db stays
+
+
+def test_from_config_socket_virtual_host_with_celery_slash() -> None:
+    with from_config({"result_backend": "redis+socket:///tmp/r.sock?virtual_host=/3"}) as backend:
+        assert backend.connparams["db"] == 3
+    with from_config({"result_backend": "redis+socket:///tmp/r.sock?virtual_host=", "redis_db": 4}) as backend:
+        assert backend.connparams["db"] == 4  # a blank value is no value, as in Celery: the setting applies
+    with pytest.raises(ConfigError, match="virtual_host"):
+        from_config({"result_backend": "redis+socket:///tmp/r.sock?virtual_host=/"})
+
+
 def test_from_config_accept_content_fallback() -> None:
     with from_config({"result_backend": URL, "accept_content": ["json", "msgpack"]}) as backend:
-        assert backend._config.accept == ("json", "msgpack")
+        assert backend.config.accept == ("json", "msgpack")
     with from_config(
         {"result_backend": URL, "accept_content": ["msgpack"], "result_accept_content": ["json"]}
     ) as backend:
-        assert backend._config.accept == ("json",)
+        assert backend.config.accept == ("json",)
 
 
 def test_from_config_rejects_non_mappings_and_bad_urls() -> None:
@@ -401,8 +431,8 @@ def test_from_config_real_celery_conf(celery_app: Any) -> None:
         connparams = backend.connparams
         assert (connparams["db"], connparams["password"], connparams["max_connections"]) == (4, "pw", 11)
         assert connparams["socket_timeout"] == 120.0  # Celery's default, the same as ours
-        assert backend._config.expires is None
-        assert backend._config.global_keyprefix == "app:"
+        assert backend.config.expires is None
+        assert backend.config.global_keyprefix == "app:"
         assert backend.as_uri() == "redis://:**@127.0.0.1:1/4"
 
 
@@ -417,8 +447,8 @@ def test_real_celery_conf_defaults_do_not_beat_the_url(celery_app: Any) -> None:
 def test_real_celery_conf_default_expires_is_one_day(celery_app: Any) -> None:
     celery_app.conf.result_backend = URL
     with from_config(celery_app.conf) as backend:
-        assert backend._config.expires == 86400
-        assert backend._config.accept == ("json",)
+        assert backend.config.expires == 86400
+        assert backend.config.accept == ("json",)
 
 
 def test_real_celery_conf_unknown_setting(celery_app: Any) -> None:
@@ -436,3 +466,21 @@ def test_real_celery_conf_sentinel_with_ssl(celery_app: Any) -> None:
         assert type(backend) is SentinelBackend
         assert backend.connparams["connection_class"] is redis.sentinel.SentinelManagedSSLConnection
         assert backend.connparams["ssl_cert_reqs"] is ssl.CERT_REQUIRED
+
+
+# --- ids -------------------------------------------------------------------------------------------------------------
+
+
+def test_check_id_accepts_uuid_as_celery_writes_it() -> None:
+    task_id = uuid.UUID("0b1f6a4e-5d3c-4b6a-9f1e-2a3b4c5d6e7f")
+    checked = check_id("task", task_id)
+    assert checked == "0b1f6a4e-5d3c-4b6a-9f1e-2a3b4c5d6e7f" and type(checked) is str
+    assert task_key("", checked) == b"celery-task-meta-0b1f6a4e-5d3c-4b6a-9f1e-2a3b4c5d6e7f"
+    assert group_key("app:", check_id("group", task_id)) == b"app:celery-taskset-meta-" + str(task_id).encode()
+    assert check_id("task", "job-1") == "job-1"
+
+
+@pytest.mark.parametrize(("value", "error"), [(5, TypeError), (b"id", TypeError), (None, TypeError), ("", ValueError)])
+def test_check_id_rejects(value: object, error: type[Exception]) -> None:
+    with pytest.raises(error, match="task id"):
+        check_id("task", value)

@@ -7,6 +7,7 @@ import pickle
 from typing import Any
 
 import pytest
+import redis.exceptions
 
 import redisresults
 from redisresults import (
@@ -32,7 +33,29 @@ CASES = [
     pytest.param(ContentDisallowed("refusing pickle"), (), id="ContentDisallowed"),
     pytest.param(DecodeError("not JSON"), (), id="DecodeError"),
     pytest.param(EncodeError("cannot serialize <object>"), (TypeError,), id="EncodeError"),
-    pytest.param(ConnectionUnavailable("redis at h:1 unreachable"), (ConnectionError,), id="ConnectionUnavailable"),
+    pytest.param(
+        ConnectionUnavailable("redis at h:1 unreachable"),
+        (ConnectionError, redis.exceptions.ConnectionError),
+        id="ConnectionUnavailable",
+    ),
+    pytest.param(redisresults.PoolTimeout("no free connection"), (TimeoutError,), id="PoolTimeout"),
+    pytest.param(
+        redisresults.AuthenticationFailed("invalid password"),
+        (redis.exceptions.AuthenticationError, redis.exceptions.ConnectionError),
+        id="AuthenticationFailed",
+    ),
+    pytest.param(
+        redisresults.CertificateRejected("CERTIFICATE_VERIFY_FAILED"),
+        (redis.exceptions.ConnectionError,),
+        id="CertificateRejected",
+    ),
+    pytest.param(
+        redisresults.PermissionDenied("NOPERM"),
+        (redis.exceptions.NoPermissionError, redis.exceptions.ResponseError),
+        id="PermissionDenied",
+    ),
+    pytest.param(redisresults.ServerError("WRONGTYPE"), (redis.exceptions.ResponseError,), id="ServerError"),
+    pytest.param(redisresults.RedisFailure("protocol"), (redis.exceptions.RedisError,), id="RedisFailure"),
     pytest.param(DrainerError("drainer stopped"), (), id="DrainerError"),
     pytest.param(UsageError("second concurrent drain"), (RuntimeError,), id="UsageError"),
     pytest.param(RemoteError("remote boom"), (), id="RemoteError"),
@@ -113,3 +136,28 @@ def test_all_names_exist() -> None:
                  "GroupResult", "ConfigError", "BackendStoreError", "ResultTimeout", "ContentDisallowed",
                  "DecodeError", "RedisResultsError", "W_REDIS_SSL_CERT_NONE", "W_REDIS_SSL_CERT_OPTIONAL"):
         assert name in redisresults.__all__, name
+
+
+@pytest.mark.parametrize(
+    ("foreign", "ours"),
+    [
+        (redis.exceptions.NoPermissionError("NOPERM x"), "PermissionDenied"),
+        (redis.exceptions.AuthenticationError("invalid"), "AuthenticationFailed"),
+        (redis.exceptions.AuthorizationError("denied"), "AuthenticationFailed"),
+        (redis.exceptions.ResponseError("WRONGTYPE"), "ServerError"),
+        (redis.exceptions.ConnectionError("reset"), "ConnectionUnavailable"),
+        (redis.exceptions.ConnectionError("[SSL: CERTIFICATE_VERIFY_FAILED] x"), "CertificateRejected"),
+        (redis.exceptions.TimeoutError("slow"), "ConnectionUnavailable"),
+        (redis.exceptions.DataError("bad"), "RedisFailure"),
+    ],
+)
+def test_redis_errors_are_translated_keeping_cause_and_class(foreign: BaseException, ours: str) -> None:
+    from redisresults._exceptions import translate
+
+    mapped = translate(foreign)
+    assert type(mapped).__name__ == ours and mapped.__cause__ is foreign
+    assert isinstance(mapped, RedisResultsError)
+    # callers that catch the redis-py class keep working (a protocol/data error: the RedisError base)
+    assert isinstance(mapped, redis.exceptions.RedisError if ours == "RedisFailure" else type(foreign))
+    assert translate(mapped) is mapped  # ours pass unchanged
+    assert translate(KeyError("x")).__class__ is KeyError

@@ -12,7 +12,6 @@ import types
 from typing import Any, Iterator
 
 import pytest
-import structlog
 from celery import Celery
 from celery.app.task import Context
 from celery.exceptions import TaskRevokedError
@@ -44,6 +43,7 @@ from redisresults._meta import (
     validate_meta,
 )
 from redisresults._serialization import dumps, get_serializer, loads
+from tests.logs import capture_logs
 
 JSON = get_serializer("json")
 WHEN = dt.datetime(2026, 11, 23, 22, 42, 18, 509094, tzinfo=dt.timezone.utc)
@@ -324,7 +324,7 @@ def test_hostile_exception_documents_execute_nothing(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr("os.system", lambda *a: calls.append(a))
     monkeypatch.setattr("subprocess.Popen.__init__", lambda *a, **k: calls.append(a))
     payload = ["touch /tmp/redisresults-pwned", SECRET]
-    with structlog.testing.capture_logs() as logs:
+    with capture_logs() as logs:
         rebuilt = rebuild_exception({"exc_type": name, "exc_module": module, "exc_message": payload}, key="k")
     assert isinstance(rebuilt, RemoteError)
     assert (type(rebuilt).exc_type, type(rebuilt).exc_module, rebuilt.args) == (name, module, tuple(payload))
@@ -372,7 +372,7 @@ def test_rebuild_rejects_wrong_shapes(data: object, fragment: str) -> None:
 def test_huge_exception_message_is_cheap_and_stays_out_of_logs() -> None:
     huge = "x" * 10_000_000
     started = time.perf_counter()
-    with structlog.testing.capture_logs() as logs:
+    with capture_logs() as logs:
         known = rebuild_exception({"exc_type": "ValueError", "exc_module": "builtins", "exc_message": [huge]})
         unknown = rebuild_exception({"exc_type": "Gone", "exc_module": "nowhere_xyz", "exc_message": [huge]})
         refused = rebuild_exception({"exc_type": "system", "exc_module": "os", "exc_message": [huge]})

@@ -10,7 +10,6 @@ from typing import Any, Callable, Dict, List, Sequence
 
 import pytest
 import redis
-from structlog.testing import capture_logs
 
 import redisresults
 from redisresults import ResultTimeout
@@ -23,6 +22,7 @@ from tests.helpers import (
     wait_stats,
     wait_stats_at_least,
 )
+from tests.logs import capture_logs
 from tests.servers import RedisServer
 
 PENDING = 1000

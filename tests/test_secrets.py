@@ -13,10 +13,10 @@ from typing import Any, Callable
 from urllib.parse import quote
 
 import pytest
-from structlog.testing import capture_logs
 
 import redisresults
 from redisresults import ConfigError, RedisBackend, ResultTimeout, backend_from_url
+from tests.logs import capture_logs
 from tests.servers import RedisServer
 
 PASSWORD = "pw-S3cr3t-4b1d"

@@ -8,10 +8,10 @@ import time
 from typing import Any, Callable, Dict
 
 import pytest
-from structlog.testing import capture_logs
 
 import redisresults
 from tests.helpers import PATIENT_RETRY, Producer, value_for, wait_stats
+from tests.logs import capture_logs
 from tests.servers import SentinelGroup
 
 PENDING = 1000

@@ -14,7 +14,6 @@ from typing import Any, Callable, Iterator
 
 import pytest
 import redis
-from structlog.testing import capture_logs
 
 import redisresults
 from redisresults import (
@@ -27,6 +26,7 @@ from redisresults import (
 )
 from redisresults._meta import make_meta
 from redisresults._serialization import dumps, get_serializer
+from tests.logs import capture_logs
 from tests.servers import RedisServer
 
 MARKER = b"redisresults-test-marker"

@@ -10,7 +10,6 @@ from urllib.parse import quote
 
 import pytest
 import redis
-from structlog.testing import capture_logs
 
 from redisresults import (
     W_REDIS_SSL_CERT_NONE,
@@ -19,6 +18,7 @@ from redisresults import (
     RedisBackend,
     ResultTimeout,
 )
+from tests.logs import capture_logs
 from tests.servers import RedisServer
 
 
@@ -75,7 +75,7 @@ def test_weak_cert_reqs_log_a_warning(tls_server: RedisServer, reqs: str, warnin
         backend = RedisBackend(url)
     try:
         events = [e for e in logs if e["event"] == "insecure_tls_setting"]
-        assert len(events) == 1 and events[0]["message"] == warning
+        assert len(events) == 1 and events[0]["warning"] == warning
         assert events[0]["log_level"] == "warning"
         assert "man in the middle" in warning
         # no CA given: with verification off (none), or optional and no CA to verify against, it still connects

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 import redisresults
 from redisresults import ConfigError, RedisBackend, SentinelBackend, backend_from_url
 from redisresults._config import E_REDIS_SSL_CERT_REQS_MISSING_INVALID, E_REDIS_SSL_PARAMS_AND_SCHEME_MISMATCH
-from redisresults._url import SCHEMES, masked, parse_url, path_db, split_sentinel_url
+from redisresults._url import SCHEMES, masked, parse_url, passwords, path_db, split_sentinel_url
 
 MASTER = {"transport_options": {"master_name": "mymaster"}}
 SSL_CLS = redis.SSLConnection
@@ -176,6 +176,15 @@ ACCEPTED_CASES = [
     ),
     pytest.param("socket:///tmp/r.sock?virtual_host=3", {}, RedisBackend, {"db": 3}, id="socket-virtual-host"),
     pytest.param(
+        "socket:///tmp/r.sock?virtual_host=/3", {}, RedisBackend, {"db": 3}, id="socket-virtual-host-slash-as-celery",
+    ),
+    pytest.param(
+        "socket:///tmp/r.sock?virtual_host=", {}, RedisBackend, {"db": 0}, id="socket-virtual-host-blank-as-celery",
+    ),
+    pytest.param(
+        "socket:///tmp/r.sock?virtual_host=", {"db": 5}, RedisBackend, {"db": 5}, id="socket-virtual-host-blank-db",
+    ),
+    pytest.param(
         "redis+socket:///tmp/r.sock?virtual_host=2", {}, RedisBackend,
         {"path": "/tmp/r.sock", "db": 2, "connection_class": UNIX_CLS}, id="redis+socket",
     ),
@@ -306,6 +315,8 @@ REJECTED_CASES = [
     pytest.param("redis://h:1?db=x", {}, "'db'", id="db-query-x"),
     pytest.param("redis://h:1?virtual_host=1", {}, "virtual_host is only for Unix socket", id="virtual-host-tcp"),
     pytest.param("socket:///tmp/r.sock?virtual_host=x", {}, "'virtual_host'", id="virtual-host-x"),
+    pytest.param("socket:///tmp/r.sock?virtual_host=/", {}, "'virtual_host'.*'/'", id="virtual-host-slash-only"),
+    pytest.param("socket:///tmp/r.sock?virtual_host=/-1", {}, "'virtual_host'", id="virtual-host-negative"),
     pytest.param("socket:///tmp/r.sock?virtual_host=1&db=2", {}, "once", id="virtual-host-and-db"),
     pytest.param("socket://somehost/tmp/r.sock", {}, "socket path, not a host", id="socket-with-host"),
     pytest.param("socket://", {}, "socket path", id="socket-no-path"),
@@ -408,6 +419,22 @@ def test_as_uri_masks_password(url: Optional[str], options: dict[str, Any], expe
 
 def test_masked_hides_query_password() -> None:
     assert masked("redis://h:1/0?password=secret&db=1") == "redis://h:1/0?password=**&db=1"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("redis://:s%40cret@h:1/0", ("s%40cret", "s@cret")),
+        ("redis://user:pw@h:1/0", ("pw",)),
+        ("redis://user@h:1/0", ()),
+        ("redis://h:1/0?password=q", ("q",)),
+        ("redis://:p@ss@h:1/0", ("p@ss",)),  # the last @ ends the userinfo, as parse_url splits it
+        ("sentinel://:a@h1;sentinel://:b@h2", ("a", "b")),
+        ("not a url", ()),
+    ],
+)
+def test_passwords_found_as_parse_url_splits(url: str, expected: tuple[str, ...]) -> None:
+    assert passwords(url) == expected
 
 
 # --- the pure parsing layer ---------------------------------------------------------------------

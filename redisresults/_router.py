@@ -1,0 +1,229 @@
+"""The router: who waits on which channel, and the cache of ready metas. Pure data, one lock.
+
+Every method only edits the table under the lock and *returns* the work to do (futures to
+resolve, watchers to call, whether the drainer must be woken); the caller does that work after
+the lock is released (httpcore's pool is the model). No I/O and no callback ever runs under it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import Any, Callable, NamedTuple, Optional
+
+import cachetools
+
+from ._exceptions import DrainerError
+from ._future import ResultFuture
+from ._meta import READY_STATES
+
+Meta = dict[str, Any]
+Watcher = Callable[[Meta], None]
+
+
+class _Interest:
+    """Interest in one channel: waiting futures, ``consume_from`` holds and every-message watchers."""
+
+    __slots__ = ("futures", "holds", "task_id", "watchers")
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+        self.futures: list[ResultFuture] = []
+        self.holds = 0
+        self.watchers: list[Watcher] = []
+
+    def idle(self) -> bool:
+        return not (self.futures or self.holds or self.watchers)
+
+
+class Delivery(NamedTuple):
+    """What a published or read meta resolves: the futures to set and the watchers to call."""
+
+    futures: list[ResultFuture]
+    watchers: list[Watcher]
+
+
+class Changes(NamedTuple):
+    """Subscription work since the drainer last asked.
+
+    ``fresh``: channels that gained a new interest (subscribe, or re-read if already subscribed);
+    ``dropped``: channels nobody is interested in any more (unsubscribe).
+    """
+
+    fresh: dict[bytes, str]
+    dropped: list[bytes]
+
+
+NO_DELIVERY = Delivery([], [])
+
+
+class Router:
+    """The interest table and ready-meta cache, shared by callers and the drainer."""
+
+    def __init__(self, cache_max: int) -> None:
+        self._lock = threading.Lock()
+        self._interests: dict[bytes, _Interest] = {}
+        # channel -> True when a new interest was created since the last take_changes()
+        self._changed: dict[bytes, bool] = {}
+        self._cache: Optional[cachetools.LRUCache[str, Meta]] = (
+            cachetools.LRUCache(maxsize=cache_max) if cache_max > 0 else None
+        )
+        self._closed: Optional[DrainerError] = None
+
+    # ---------------------------------------------------------------- callers
+
+    def register(self, channel: bytes, task_id: str, future: ResultFuture) -> tuple[Optional[Meta], bool]:
+        """Add a waiting future. Returns ``(cached ready meta or None, wake the drainer)``."""
+        with self._lock:
+            self._check_open()
+            if self._cache is not None:
+                cached = self._cache.get(task_id)
+                if cached is not None:
+                    return cached, False
+            interest, wake = self._interest(channel, task_id)
+            interest.futures.append(future)
+        return None, wake
+
+    def discard(self, channel: bytes, future: ResultFuture) -> bool:
+        """Remove a future whose waiter gave up; True when the drainer must be woken."""
+        with self._lock:
+            interest = self._interests.get(channel)
+            if interest is None or future not in interest.futures:
+                return False
+            interest.futures.remove(future)
+            return self._drop_if_idle(channel, interest)
+
+    def hold(self, channel: bytes, task_id: str) -> bool:
+        """Keep ``channel`` subscribed without a waiter (Celery's ``consume_from``)."""
+        with self._lock:
+            self._check_open()
+            interest, wake = self._interest(channel, task_id)
+            interest.holds += 1
+        return wake
+
+    def release(self, channel: bytes) -> bool:
+        """Drop every hold on ``channel`` (idempotent); waiters and watchers keep it."""
+        with self._lock:
+            interest = self._interests.get(channel)
+            if interest is None or not interest.holds:
+                return False
+            interest.holds = 0
+            return self._drop_if_idle(channel, interest)
+
+    def watch(self, channel: bytes, task_id: str, watcher: Watcher) -> bool:
+        """Call ``watcher`` with every meta published on ``channel`` until ``unwatch``."""
+        with self._lock:
+            self._check_open()
+            interest, wake = self._interest(channel, task_id)
+            interest.watchers.append(watcher)
+        return wake
+
+    def unwatch(self, channel: bytes, watcher: Watcher) -> bool:
+        with self._lock:
+            interest = self._interests.get(channel)
+            if interest is None or watcher not in interest.watchers:
+                return False
+            interest.watchers.remove(watcher)
+            return self._drop_if_idle(channel, interest)
+
+    def cached(self, task_id: str) -> Optional[Meta]:
+        if self._cache is None:
+            return None
+        with self._lock:
+            return self._cache.get(task_id)
+
+    def remember(self, task_id: str, meta: Meta) -> None:
+        if self._cache is not None and meta.get("status") in READY_STATES:
+            with self._lock:
+                self._cache[task_id] = meta
+
+    def forget(self, task_id: str) -> None:
+        if self._cache is not None:
+            with self._lock:
+                self._cache.pop(task_id, None)
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                "pending": sum(len(i.futures) for i in self._interests.values()),
+                "channels": len(self._interests),
+                "cached": len(self._cache) if self._cache is not None else 0,
+                "unapplied": len(self._changed),
+            }
+
+    # ---------------------------------------------------------------- the drainer
+
+    def take_changes(self) -> Changes:
+        """The subscription work accumulated since the last call (and reset it)."""
+        with self._lock:
+            changed, self._changed = self._changed, {}
+            fresh: dict[bytes, str] = {}
+            dropped: list[bytes] = []
+            for channel, is_fresh in changed.items():
+                interest = self._interests.get(channel)
+                if interest is None:
+                    dropped.append(channel)
+                elif is_fresh:
+                    fresh[channel] = interest.task_id
+        return Changes(fresh, dropped)
+
+    def deliver(self, channel: bytes, meta: Meta) -> Delivery:
+        """A meta arrived for ``channel``: watchers see every one; a ready one resolves and ends the interest."""
+        ready = meta.get("status") in READY_STATES
+        with self._lock:
+            interest = self._interests.get(channel)
+            if ready:
+                if interest is not None:
+                    del self._interests[channel]
+                    self._changed.setdefault(channel, False)
+                task_id = interest.task_id if interest is not None else meta.get("task_id")
+                if self._cache is not None and isinstance(task_id, str):
+                    self._cache[task_id] = meta
+            if interest is None:
+                return NO_DELIVERY
+            return Delivery(interest.futures if ready else [], list(interest.watchers))
+
+    def fail(self, channels: Iterable[bytes]) -> list[ResultFuture]:
+        """End the interest in ``channels`` (e.g. a refused SUBSCRIBE); returns the futures to fail."""
+        failed: list[ResultFuture] = []
+        with self._lock:
+            for channel in channels:
+                interest = self._interests.pop(channel, None)
+                if interest is not None:
+                    self._changed.setdefault(channel, False)
+                    failed.extend(interest.futures)
+        return failed
+
+    def close(self, error: DrainerError) -> list[ResultFuture]:
+        """Refuse new interest from now on; returns every pending future, to fail with ``error``."""
+        with self._lock:
+            if self._closed is None:
+                self._closed = error
+            interests, self._interests = self._interests, {}
+            self._changed = {}
+        return [future for interest in interests.values() for future in interest.futures]
+
+    # ---------------------------------------------------------------- under the lock
+
+    def _check_open(self) -> None:
+        if self._closed is not None:
+            error = DrainerError(str(self._closed))
+            error.__cause__ = self._closed.__cause__
+            raise error
+
+    def _interest(self, channel: bytes, task_id: str) -> tuple[_Interest, bool]:
+        interest = self._interests.get(channel)
+        if interest is not None:
+            return interest, False
+        interest = self._interests[channel] = _Interest(task_id)
+        wake = not self._changed
+        self._changed[channel] = True
+        return interest, wake
+
+    def _drop_if_idle(self, channel: bytes, interest: _Interest) -> bool:
+        if not interest.idle():
+            return False
+        del self._interests[channel]
+        wake = not self._changed
+        self._changed.setdefault(channel, False)
+        return wake

@@ -1,0 +1,262 @@
+"""The drainer's protocol rules, driven step by step on a fake link and a scripted fake Pub/Sub (no server)."""
+
+from __future__ import annotations
+
+import time
+from typing import List, Tuple
+
+import pytest
+
+from redisresults._drainer import Drainer
+from redisresults._exceptions import ConnectionUnavailable, DrainerError, PermissionDenied
+from redisresults._future import ResultFuture
+from redisresults._router import Router
+from tests.fakes import FakeServer, success
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def chan(task_id: str) -> bytes:
+    return b"celery-task-meta-" + task_id.encode()
+
+
+def setup(**link: object) -> Tuple[FakeServer, Router, Drainer]:
+    server = FakeServer()
+    router = Router(cache_max=0)
+    drainer = Drainer(server.link(**link), router)  # type: ignore[arg-type]
+    return server, router, drainer
+
+
+def wait_on(router: Router, *task_ids: str) -> List[ResultFuture]:
+    futures = []
+    for task_id in task_ids:
+        future = ResultFuture(task_id)
+        cached, _ = router.register(chan(task_id), task_id, future)
+        assert cached is None
+        futures.append(future)
+    return futures
+
+
+def steps(drainer: Drainer, count: int = 3) -> None:
+    for _ in range(count):
+        assert drainer.drain_once(0.0)
+
+
+def test_key_is_read_only_after_the_subscribe_is_confirmed() -> None:
+    server, router, drainer = setup()
+    server.hold_acks = True
+    (future,) = wait_on(router, "a")
+    server.store(chan("a"), success("a"), publish=False)  # stored before the subscription exists
+    steps(drainer)
+    assert server.commands("SUBSCRIBE") == [(chan("a"),)]
+    assert server.reads == [] and not future.done  # unconfirmed: reading now could miss a publish
+    server.release_acks()
+    steps(drainer)
+    assert server.reads == [(chan("a"),)]
+    assert future.done and future.meta()["result"] == 1
+
+
+def test_many_waits_are_one_subscribe_and_one_read() -> None:
+    server, router, drainer = setup()
+    ids = [f"t{i}" for i in range(50)]
+    futures = wait_on(router, *ids)
+    for task_id in ids[:10]:
+        server.store(chan(task_id), success(task_id), publish=False)
+    steps(drainer)
+    assert len(server.commands("SUBSCRIBE")) == 1 and len(server.reads) == 1
+    assert [f.done for f in futures] == [True] * 10 + [False] * 40
+    for task_id in ids[10:]:
+        server.store(chan(task_id), success(task_id))
+    steps(drainer)
+    assert all(f.done for f in futures)
+    assert sorted(server.commands("UNSUBSCRIBE")[0] + server.commands("UNSUBSCRIBE")[1]) == sorted(map(chan, ids))
+
+
+def test_published_result_wakes_every_waiter_of_the_channel_once() -> None:
+    server, router, drainer = setup()
+    futures = wait_on(router, "a", "a", "a")
+    steps(drainer)
+    server.store(chan("a"), success("a"))
+    server.publish(chan("a"), b'{"status": "SUCCESS", "result": 2, "task_id": "a"}')  # a late duplicate
+    steps(drainer)
+    assert all(f.done and f.meta()["result"] == 1 for f in futures)
+
+
+def test_non_ready_states_go_to_watchers_only() -> None:
+    server, router, drainer = setup()
+    seen: List[str] = []
+    router.watch(chan("p"), "p", lambda meta: seen.append(meta["status"]))
+    (future,) = wait_on(router, "p")
+    steps(drainer)
+    for state in ("STARTED", "PROGRESS", "PROGRESS"):
+        server.store(chan("p"), {"status": state, "result": None, "task_id": "p"})
+    steps(drainer)
+    assert seen == ["STARTED", "PROGRESS", "PROGRESS"] and not future.done
+    server.store(chan("p"), success("p"))
+    steps(drainer)
+    assert seen[-1] == "SUCCESS" and future.done
+
+
+def test_lost_connection_resubscribes_first_and_rereads_after() -> None:
+    server, router, drainer = setup()
+    futures = wait_on(router, "a", "b")
+    steps(drainer)
+    server.hold_acks = True
+    server.drop()
+    assert not drainer.drain_once(0.0)  # the read fails: a resync, not a crash
+    server.store(chan("a"), success("a"), publish=False)  # published while nobody listened: lost
+    assert drainer.snapshot()["reconnects"] == 1
+    log_before = len(server.log)
+    steps(drainer)
+    after = server.log[log_before:]
+    assert after[0][0] == "SUBSCRIBE" and set(after[0][1]) == {chan("a"), chan("b")}
+    assert all(command != "MGET" for command, _ in after)  # nothing read before the confirmation
+    server.release_acks()
+    steps(drainer)
+    assert futures[0].done and futures[0].meta()["result"] == 1 and not futures[1].done
+    assert drainer.snapshot()["recovered"] == 1
+
+
+def test_unreachable_server_keeps_the_waits_and_says_why() -> None:
+    server, router, drainer = setup()
+    server.down = True
+    (future,) = wait_on(router, "a")
+    assert not drainer.drain_once(0.0)
+    snapshot = drainer.snapshot()
+    assert not snapshot["connected"] and "fake server down" in snapshot["last_error"]
+    server.down = False
+    server.store(chan("a"), success("a"), publish=False)
+    steps(drainer)
+    assert future.done
+
+
+def test_refused_subscribe_fails_only_its_own_waits() -> None:
+    server, router, drainer = setup()
+    (allowed,) = wait_on(router, "ok")
+    steps(drainer)
+    server.refuse = lambda channels: chan("secret") in channels
+    (denied,) = wait_on(router, "secret")
+    steps(drainer)
+    with pytest.raises(PermissionDenied):
+        denied.meta()
+    assert not allowed.done  # its subscription was confirmed before: untouched
+    server.refuse = None
+    server.store(chan("ok"), success("ok"))
+    steps(drainer)
+    assert allowed.done and drainer.snapshot()["connected"]
+
+
+def test_refused_subscribe_between_accepted_ones_is_attributed_to_its_command() -> None:
+    server, router, drainer = setup()
+    server.hold_acks = True
+    (first,) = wait_on(router, "one")
+    steps(drainer, 1)
+    server.refuse = lambda channels: chan("two") in channels
+    (second,) = wait_on(router, "two")
+    steps(drainer, 1)
+    server.refuse = None
+    (third,) = wait_on(router, "three")
+    steps(drainer, 1)
+    assert len(server.commands("SUBSCRIBE")) == 3
+    server.release_acks()
+    steps(drainer)
+    assert second.done and not first.done and not third.done
+    with pytest.raises(PermissionDenied):
+        second.meta()
+
+
+def test_a_channel_wanted_again_while_unsubscribing_is_resubscribed_after_the_ack() -> None:
+    server, router, drainer = setup()
+    (future,) = wait_on(router, "a")
+    steps(drainer)
+    server.hold_acks = True
+    router.discard(chan("a"), future)
+    steps(drainer, 1)  # UNSUBSCRIBE sent, not confirmed
+    (again,) = wait_on(router, "a")
+    steps(drainer, 1)
+    assert server.commands("SUBSCRIBE") == [(chan("a"),)]  # not re-sent before the UNSUBSCRIBE is confirmed
+    server.store(chan("a"), success("a"), publish=False)
+    server.release_acks()
+    steps(drainer)
+    server.release_acks()
+    steps(drainer)
+    assert server.commands("SUBSCRIBE") == [(chan("a"),), (chan("a"),)]
+    assert again.done
+
+
+def test_a_new_waiter_on_a_live_channel_rereads_the_key() -> None:
+    """Without the cache a second wait after a delivery must not wait for a publish that already happened."""
+    server, router, drainer = setup()
+    (first,) = wait_on(router, "a")
+    steps(drainer)
+    server.store(chan("a"), success("a"))
+    (second,) = wait_on(router, "a")  # registered before the drainer took the delivery's unsubscribe
+    steps(drainer)
+    assert first.done and second.done
+
+
+def test_reference_message_makes_the_drainer_read_the_key() -> None:
+    server, router, drainer = setup()
+    (future,) = wait_on(router, "big")
+    steps(drainer)
+    server.keys[chan("big")] = b'{"status": "SUCCESS", "result": "x", "task_id": "big"}'
+    server.publish(chan("big"), b'{"status": "STORED", "task_id": "big"}')
+    steps(drainer)
+    assert future.done and future.meta()["result"] == "x"
+
+
+def test_key_read_failures() -> None:
+    server, router, drainer = setup()
+    server.read_error = PermissionDenied("NOPERM no access to the key")
+    (denied,) = wait_on(router, "a")
+    steps(drainer)
+    with pytest.raises(PermissionDenied):
+        denied.meta()
+    server.read_error = ConnectionUnavailable("read connection reset")
+    (later,) = wait_on(router, "b")
+    assert not drainer.drain_once(0.0)  # subscribed, confirmed, and the read fails: a resync
+    assert drainer.snapshot()["reconnects"] == 1
+    server.read_error = None
+    server.store(chan("b"), success("b"), publish=False)
+    steps(drainer)
+    assert later.done
+
+
+def test_silent_connection_is_replaced() -> None:
+    server, router, drainer = setup(health_interval=0.05)
+    wait_on(router, "a")
+    steps(drainer)
+    server.answer_pings = False
+    deadline = time.monotonic() + 5
+    while drainer.drain_once(0.02):
+        assert time.monotonic() < deadline, "a PING without reply never counted as a dead connection"
+    assert "no reply to PING" in drainer.snapshot()["last_error"]
+    assert server.commands("PING")
+
+
+def test_moved_master_means_resubscribe_there() -> None:
+    server, router, drainer = setup(follow_master=True)
+    (future,) = wait_on(router, "a")
+    steps(drainer)
+    server.master = ("127.0.0.1", 7001)
+    server.store(chan("a"), success("a"), publish=False)  # written on the new master only
+    deadline = time.monotonic() + 5
+    while drainer.drain_once(0.05):
+        assert time.monotonic() < deadline
+    steps(drainer)
+    assert server.subscribers[-1].address == ("127.0.0.1", 7001)
+    assert future.done
+
+
+def test_crash_fails_every_waiter_and_later_waits() -> None:
+    server, router, drainer = setup()
+    futures = wait_on(router, "a", "b")
+    steps(drainer)
+    server.publish(chan("a"), b"not json at all")  # the fake decoder raises a non-redisresults error
+    drainer.run()  # returns: the failure went to the waiters, not into a silent hang
+    for future in futures:
+        with pytest.raises(DrainerError, match="JSONDecodeError"):
+            future.meta()
+    assert "JSONDecodeError" in (drainer.failure or "")
+    with pytest.raises(DrainerError):
+        wait_on(router, "c")

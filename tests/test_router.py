@@ -1,0 +1,151 @@
+"""The router is pure data: every method edits the table and returns the work; these tests need no server."""
+
+from __future__ import annotations
+
+from typing import Dict, List
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from redisresults._exceptions import DrainerError
+from redisresults._future import ResultFuture
+from redisresults._router import Router
+
+
+def chan(task_id: str) -> bytes:
+    return b"k-" + task_id.encode()
+
+
+def ready(task_id: str, value: int = 1) -> Dict[str, object]:
+    return {"status": "SUCCESS", "result": value, "task_id": task_id}
+
+
+def test_only_the_first_change_wakes_the_drainer() -> None:
+    router = Router(cache_max=0)
+    assert router.register(chan("a"), "a", ResultFuture("a")) == (None, True)
+    assert router.register(chan("b"), "b", ResultFuture("b")) == (None, False)  # a wake-up is already pending
+    assert router.register(chan("a"), "a", ResultFuture("a")) == (None, False)  # no new channel
+    changes = router.take_changes()
+    assert changes.fresh == {chan("a"): "a", chan("b"): "b"} and changes.dropped == []
+    assert router.register(chan("c"), "c", ResultFuture("c")) == (None, True)
+
+
+def test_last_waiter_out_drops_the_channel() -> None:
+    router = Router(cache_max=0)
+    first, second = ResultFuture("a"), ResultFuture("a")
+    router.register(chan("a"), "a", first)
+    router.register(chan("a"), "a", second)
+    router.take_changes()
+    assert router.discard(chan("a"), first) is False
+    assert router.take_changes().dropped == []
+    assert router.discard(chan("a"), second) is True
+    assert router.discard(chan("a"), second) is False  # idempotent
+    assert router.take_changes().dropped == [chan("a")]
+
+
+def test_holds_and_watchers_keep_a_channel() -> None:
+    router = Router(cache_max=0)
+    router.hold(chan("a"), "a")
+    router.hold(chan("a"), "a")
+
+    def watcher(meta: Dict[str, object]) -> None:
+        pass
+
+    router.watch(chan("a"), "a", watcher)
+    router.take_changes()
+    assert router.release(chan("a")) is False  # the watcher still wants it
+    assert router.release(chan("a")) is False  # idempotent, even from a finalizer
+    assert router.unwatch(chan("a"), watcher) is True
+    assert router.take_changes().dropped == [chan("a")]
+    assert router.release(chan("never")) is False
+
+
+def test_deliver_ready_resolves_all_and_ends_the_interest() -> None:
+    router = Router(cache_max=10)
+    futures = [ResultFuture("a") for _ in range(3)]
+    for future in futures:
+        router.register(chan("a"), "a", future)
+    seen: List[Dict[str, object]] = []
+    router.watch(chan("a"), "a", seen.append)
+    router.take_changes()
+    progress = {"status": "PROGRESS", "result": 5, "task_id": "a"}
+    delivery = router.deliver(chan("a"), progress)
+    assert delivery.futures == [] and len(delivery.watchers) == 1
+    delivery = router.deliver(chan("a"), ready("a"))
+    assert delivery.futures == futures and len(delivery.watchers) == 1
+    assert router.deliver(chan("a"), ready("a")).futures == []  # a duplicate resolves nothing
+    assert router.take_changes().dropped == [chan("a")]
+    assert router.counts()["pending"] == 0
+    cached, wake = router.register(chan("a"), "a", ResultFuture("a"))  # the cache answers a later wait
+    assert cached == ready("a") and wake is False
+
+
+def test_nobody_waiting_still_fills_the_cache() -> None:
+    router = Router(cache_max=10)
+    assert router.deliver(chan("z"), ready("z")).futures == []
+    assert router.cached("z") == ready("z")
+    router.forget("z")
+    assert router.cached("z") is None
+
+
+def test_cache_disabled() -> None:
+    router = Router(cache_max=0)
+    router.remember("a", ready("a"))
+    router.deliver(chan("a"), ready("a"))
+    assert router.cached("a") is None and router.counts()["cached"] == 0
+
+
+def test_fail_and_close() -> None:
+    router = Router(cache_max=0)
+    a, b = ResultFuture("a"), ResultFuture("b")
+    router.register(chan("a"), "a", a)
+    router.register(chan("b"), "b", b)
+    assert router.fail([chan("a"), chan("nobody")]) == [a]
+    error = DrainerError("stopped")
+    assert router.close(error) == [b]
+    with pytest.raises(DrainerError, match="stopped"):
+        router.register(chan("c"), "c", ResultFuture("c"))
+    with pytest.raises(DrainerError):
+        router.hold(chan("c"), "c")
+    assert router.take_changes().fresh == {}
+
+
+OPS = st.lists(
+    st.tuples(st.sampled_from(["register", "discard", "deliver", "take"]), st.sampled_from(["a", "b", "c"])),
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(OPS)
+def test_every_future_is_returned_once_and_changes_match_the_table(ops: List[tuple]) -> None:
+    """Under any interleaving: a future is handed out for resolving at most once, and the drainer's view
+    (built only from take_changes) ends up wanting exactly the channels the table holds."""
+    router = Router(cache_max=0)
+    live: Dict[str, List[ResultFuture]] = {}
+    handed: List[ResultFuture] = []
+    wanted: Dict[bytes, str] = {}
+
+    def take() -> None:
+        changes = router.take_changes()
+        for channel in changes.dropped:
+            wanted.pop(channel, None)
+        wanted.update(changes.fresh)
+
+    for op, task_id in ops:
+        if op == "register":
+            future = ResultFuture(task_id)
+            router.register(chan(task_id), task_id, future)
+            live.setdefault(task_id, []).append(future)
+        elif op == "discard" and live.get(task_id):
+            router.discard(chan(task_id), live[task_id].pop(0))
+        elif op == "deliver":
+            handed.extend(router.deliver(chan(task_id), ready(task_id)).futures)
+            live.pop(task_id, None)
+        elif op == "take":
+            take()
+    take()
+    assert len(handed) == len(set(map(id, handed)))
+    assert set(wanted) == {chan(t) for t, futures in live.items() if futures}
+    assert router.counts()["pending"] == sum(len(f) for f in live.values())
