@@ -27,8 +27,10 @@ from ._exceptions import (
     ServerError,
     UsageError,
 )
+from ._factory import backend_from_url, from_config
 from ._meta import FAILURE, PENDING, READY_STATES, RETRY, REVOKED, STARTED, SUCCESS
-from .backend import RedisBackend, SentinelBackend, backend_from_url, from_config
+from ._sentinel import SentinelBackend
+from .backend import RedisBackend
 from .result import AsyncResult, GroupResult, ResultSet
 
 __version__ = "0.1.0"

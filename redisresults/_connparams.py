@@ -127,3 +127,19 @@ def _tls(ssl_opts: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
     if reqs == ssl.CERT_OPTIONAL:
         return tls, (W_REDIS_SSL_CERT_OPTIONAL,)
     return tls, ()
+
+
+def uri_of(params: Mapping[str, Any], include_password: bool) -> str:
+    """A URL for connparams built without one (from options); the password shows as ``**`` unless asked for."""
+    scheme = "rediss" if "ssl_cert_reqs" in params else "redis"
+    auth = ""
+    if params.get("password") is not None:
+        shown = params["password"] if include_password else "**"
+        auth = f"{params.get('username', '')}:{shown}@"
+    elif params.get("username"):
+        auth = f"{params['username']}@"
+    if "path" in params:
+        return f"socket://{auth}{params['path']}?virtual_host={params['db']}"
+    host = params["host"]
+    host = f"[{host}]" if ":" in host else host  # an IPv6 address
+    return f"{scheme}://{auth}{host}:{params['port']}/{params['db']}"

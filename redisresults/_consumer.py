@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Protocol
 
 from ._drainer import COUNTERS, Drainer
 from ._exceptions import DrainerError, ResultTimeout, UsageError
-from ._future import Listener, ResultFuture
+from ._future import Listener, ResultFuture, settle
 from ._keys import task_key
 from ._link import Link, Meta
 from ._router import Router
@@ -37,6 +37,23 @@ def idle_stats(mode: str) -> dict[str, Any]:
     }
 
 
+class DrainerLike(Protocol):
+    """What the facade needs of a drainer: ``Drainer`` (one connection) or a per-node one (Redis Cluster)."""
+
+    stopping: bool
+    failure: Optional[str]
+
+    def run(self) -> None: ...
+
+    def drain_once(self, max_wait: float) -> bool: ...
+
+    def wake(self) -> None: ...
+
+    def snapshot(self) -> dict[str, Any]: ...
+
+    def close_wakeup(self) -> None: ...
+
+
 class Watch:
     """A handle for ``unwatch``: every meta published on one task's channel goes to ``on_meta``."""
 
@@ -51,11 +68,19 @@ class Watch:
 class ResultConsumer:
     """Routes published results to per-task futures over one Pub/Sub connection per backend."""
 
-    def __init__(self, link: Link, *, keyprefix: str, mode: str, cache_max: int) -> None:
+    def __init__(
+        self,
+        link: Link,
+        *,
+        keyprefix: str,
+        mode: str,
+        cache_max: int,
+        drainer: Callable[[Link, Router], DrainerLike] = Drainer,
+    ) -> None:
         self._prefix = keyprefix
         self.mode = mode
         self._router = Router(cache_max)
-        self._drainer = Drainer(link, self._router)
+        self._drainer = drainer(link, self._router)
         self._lock = threading.Lock()  # guards starting/stopping the runner and the manual-drain owner
         self._runner: Optional[Runner] = None
         self._manual_owner: Optional[int] = None
@@ -177,10 +202,7 @@ class ResultConsumer:
             runner.join(timeout)
         else:
             self._drainer.close_wakeup()
-        for future in pending:
-            future.set_error(closed)
-            if future.listener is not None:
-                future.listener(future)
+        settle(pending, error=closed)
 
     # ---------------------------------------------------------------- internals
 

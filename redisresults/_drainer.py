@@ -9,19 +9,19 @@ a moved master is a *resync*: new connection, re-subscribe everything first, re-
 
 from __future__ import annotations
 
-import enum
-import select
 import socket
 import time
-from collections import deque
 from typing import Any, Optional
 
+from ._channels import ChannelTable
 from ._exceptions import ConnectionUnavailable, DecodeError, DrainerError, RedisResultsError
-from ._future import ResultFuture
+from ._future import ResultFuture, settle
 from ._link import Link, Meta, Subscriber
 from ._log import get_logger
+from ._meta import READY_STATES
 from ._retry import backoff
 from ._router import Delivery, Router
+from ._wakeup import WakeUp
 
 log = get_logger("redisresults.drainer")
 
@@ -33,21 +33,6 @@ MASTER_CHECK_INTERVAL = 1.0
 MASTER_MOVE_GRACE = 0.25
 COUNTERS = ("reconnects", "recovered", "messages", "skipped_messages", "reads")
 _RECONNECT_POLICY = {"interval_start": 0.05, "interval_step": 0.25, "interval_max": 2.0}
-
-
-class State(enum.Enum):
-    SUBSCRIBING = "subscribing"  # SUBSCRIBE sent, not confirmed yet
-    UNREAD = "unread"  # confirmed; the key is still to be read
-    LIVE = "live"  # confirmed and read: only messages bring news now
-    UNSUBSCRIBING = "unsubscribing"  # UNSUBSCRIBE sent, not confirmed yet
-
-
-class _Channel:
-    __slots__ = ("recovering", "state")
-
-    def __init__(self, state: State, recovering: bool = False) -> None:
-        self.state = state
-        self.recovering = recovering  # subscribed again after a resync: a read hit counts as recovered
 
 
 class Resync(Exception):
@@ -65,17 +50,10 @@ class Drainer:
     def __init__(self, link: Link, router: Router) -> None:
         self._link = link
         self._router = router
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
+        self._wakeup = WakeUp()
         self.stopping = False
         self._subscriber: Optional[Subscriber] = None
-        self._wanted: dict[bytes, str] = {}  # the router's channels, as far as applied here
-        self._channels: dict[bytes, _Channel] = {}  # state of each channel on the current connection
-        self._to_read: list[bytes] = []
-        self._sub_commands: deque[list[bytes]] = deque()  # SUBSCRIBEs awaiting confirmations, in order
-        self._send_sub: list[bytes] = []
-        self._send_unsub: list[bytes] = []
+        self._table = ChannelTable()
         self._ever_connected = False
         self._last_rx = 0.0
         self._ping_sent: Optional[float] = None
@@ -90,20 +68,12 @@ class Drainer:
     # ---------------------------------------------------------------- callable from any thread
 
     def wake(self) -> None:
-        try:
-            self._wake_w.send(b"\0")
-        except OSError:  # full (a wake-up is pending anyway) or closed (stopping)
-            pass
+        self._wakeup.wake()
 
     def snapshot(self) -> dict[str, Any]:
         """Racy but safe counters for ``stats()`` (dict copies are atomic under the GIL)."""
-        channels = self._channels.copy()
-        wanted = self._wanted.copy()
-        unsettled = sum(1 for c in channels.values() if c.state in (State.SUBSCRIBING, State.UNREAD))
-        unsettled += sum(1 for channel in wanted if channel not in channels)
         return {
-            "subscribed": sum(1 for c in channels.values() if c.state is not State.UNSUBSCRIBING),
-            "settling": unsettled,
+            **self._table.counts(),
             "connected": self._subscriber is not None,
             "last_error": self.last_error,
             **self.counters,
@@ -134,8 +104,7 @@ class Drainer:
             self.close_wakeup()
 
     def close_wakeup(self) -> None:
-        self._wake_r.close()
-        self._wake_w.close()
+        self._wakeup.close()
 
     def drain_once(self, max_wait: float) -> bool:
         """One step; False when the connection had to be dropped (the next step resyncs on a new one)."""
@@ -151,14 +120,14 @@ class Drainer:
 
     def step(self, max_wait: float) -> None:
         """Apply subscription changes, read what arrives within ``max_wait``, read confirmed keys."""
-        self._take_changes()
+        self._table.apply(self._router.take_changes(), connected=self._subscriber is not None)
         if self._subscriber is None:
-            if not self._wanted:
+            if not self._table.wanted:
                 self._wait(None, max_wait)
                 return
             self._connect()
         self._flush()
-        self._pump(0.0 if self._to_read else max_wait)
+        self._pump(0.0 if self._table.has_reads() else max_wait)
         self._flush()
         self._read_keys()
         self._check_health()
@@ -166,76 +135,24 @@ class Drainer:
 
     # ---------------------------------------------------------------- subscriptions
 
-    def _take_changes(self) -> None:
-        changes = self._router.take_changes()
-        for channel in changes.dropped:
-            self._wanted.pop(channel, None)
-            record = self._channels.get(channel)
-            if record is not None and record.state in (State.UNREAD, State.LIVE):
-                record.state = State.UNSUBSCRIBING
-                self._send_unsub.append(channel)
-        for channel, task_id in changes.fresh.items():
-            self._wanted[channel] = task_id
-            record = self._channels.get(channel)
-            if record is None:
-                if self._subscriber is not None:
-                    self._channels[channel] = _Channel(State.SUBSCRIBING)
-                    self._send_sub.append(channel)
-            elif record.state is State.LIVE:  # a new waiter after the last read: read again
-                record.state = State.UNREAD
-                self._to_read.append(channel)
-
     def _flush(self) -> None:
         """Send the SUBSCRIBE/UNSUBSCRIBE commands collected so far, in batches."""
         subscriber = self._subscriber
         if subscriber is None:
             return
-        subs, self._send_sub = self._send_sub, []
-        unsubs, self._send_unsub = self._send_unsub, []
+        subs, unsubs = self._table.take_commands()
         for start in range(0, len(subs), BATCH):
             chunk = subs[start : start + BATCH]
             subscriber.subscribe(chunk)
-            self._sub_commands.append(chunk)
+            self._table.sent(chunk)
         for start in range(0, len(unsubs), BATCH):
             subscriber.unsubscribe(unsubs[start : start + BATCH])
-
-    def _on_subscribed(self, channel: bytes) -> None:
-        if self._sub_commands:
-            head = self._sub_commands[0]
-            if head and head[-1] == channel:
-                self._sub_commands.popleft()
-        record = self._channels.get(channel)
-        if record is None or record.state is not State.SUBSCRIBING:
-            return
-        if channel in self._wanted:
-            record.state = State.UNREAD
-            self._to_read.append(channel)
-        else:
-            record.state = State.UNSUBSCRIBING
-            self._send_unsub.append(channel)
-
-    def _on_unsubscribed(self, channel: bytes) -> None:
-        record = self._channels.get(channel)
-        if record is None or record.state is not State.UNSUBSCRIBING:
-            return
-        if channel in self._wanted:  # wanted again meanwhile: only now can it be subscribed again
-            record.state = State.SUBSCRIBING
-            self._send_sub.append(channel)
-        else:
-            del self._channels[channel]
 
     def _on_refused(self, error: BaseException) -> None:
         """An error reply: Redis refused the oldest unconfirmed SUBSCRIBE (e.g. an ACL without those
         channels). Only the waits on that command's channels fail; the drainer carries on."""
-        if not self._sub_commands:
-            log.warning("unexpected_error_reply", error=str(error)[:200])
-            return
-        refused = [c for c in self._sub_commands.popleft() if c in self._channels]
+        refused = self._table.refused()
         log.warning("subscribe_refused", channels=len(refused), error=str(error)[:200])
-        for channel in refused:
-            if self._channels[channel].state is State.SUBSCRIBING:
-                del self._channels[channel]
-                self._wanted.pop(channel, None)
         self._settle(self._router.fail(refused), error=error)
 
     # ---------------------------------------------------------------- reading
@@ -259,10 +176,9 @@ class Drainer:
             if kind == b"message":
                 self._on_message(channel, data)
             elif kind == b"subscribe":
-                self._on_subscribed(channel)
-            elif kind == b"unsubscribe":
-                if channel is not None:
-                    self._on_unsubscribed(channel)
+                self._table.subscribed(channel)
+            elif kind == b"unsubscribe" and channel is not None:
+                self._table.unsubscribed(channel)
             return
         if isinstance(reply, BaseException):
             self._on_refused(reply)
@@ -282,24 +198,15 @@ class Drainer:
             log.warning("message_skipped", channel=channel.decode("utf-8", "replace"), size=size, reason=str(error))
             return
         if meta is None:  # a reference to a result too large to publish: read the key
-            record = self._channels.get(channel)
-            if record is not None and record.state is State.LIVE:
-                record.state = State.UNREAD
-                self._to_read.append(channel)
+            self._table.reread(channel)
             return
         self._deliver(self._router.deliver(channel, meta), meta)
 
     def _read_keys(self) -> None:
         """Read the keys of confirmed channels (the no-lost-wake-up rule), one MGET per batch."""
-        if not self._to_read:
-            return
-        queued, self._to_read = self._to_read, []
-        ready: list[bytes] = []
-        for channel in queued:
-            record = self._channels.get(channel)
-            if record is not None and record.state is State.UNREAD and channel in self._wanted:
-                record.state = State.LIVE
-                ready.append(channel)
+        reads = self._table.take_reads()
+        recovering = {channel for channel, again in reads if again}
+        ready = [channel for channel, _ in reads]
         for start in range(0, len(ready), BATCH):
             chunk = ready[start : start + BATCH]
             try:
@@ -311,10 +218,6 @@ class Drainer:
                 continue
             self.counters["reads"] += 1
             for channel, raw in zip(chunk, values):
-                record = self._channels.get(channel)
-                recovering = record is not None and record.recovering
-                if record is not None:
-                    record.recovering = False
                 if raw is None:
                     continue
                 try:
@@ -322,10 +225,10 @@ class Drainer:
                 except (DecodeError, RedisResultsError) as error:
                     self._settle(self._router.fail([channel]), error=error)
                     continue
-                if meta.get("status") not in ("SUCCESS", "FAILURE", "REVOKED"):
+                if meta.get("status") not in READY_STATES:
                     continue
                 delivery = self._router.deliver(channel, meta)
-                if delivery.futures and recovering:
+                if delivery.futures and channel in recovering:
                     self.counters["recovered"] += 1
                 self._deliver(delivery, meta)
 
@@ -346,17 +249,7 @@ class Drainer:
     def _settle(
         self, futures: list[ResultFuture], meta: Optional[Meta] = None, error: Optional[BaseException] = None
     ) -> None:
-        for future in futures:
-            if error is not None:
-                future.set_error(error)
-            else:
-                assert meta is not None
-                future.set_meta(meta)
-            if future.listener is not None:
-                try:
-                    future.listener(future)
-                except Exception as exc:  # a listener only enqueues; never let it kill the drainer
-                    log.error("listener_failed", error=repr(exc))
+        settle(futures, meta, error, on_listener_error=lambda exc: log.error("listener_failed", error=repr(exc)))
 
     # ---------------------------------------------------------------- connection life cycle
 
@@ -368,15 +261,10 @@ class Drainer:
         self._subscriber = subscriber
         self._ping_sent = None
         self._last_rx = time.monotonic()
-        recovering = self._ever_connected
+        self._table.connected(recovering=self._ever_connected)
         self._ever_connected = True
         self.last_error = None
-        self._channels = {channel: _Channel(State.SUBSCRIBING, recovering) for channel in self._wanted}
-        self._send_sub = list(self._wanted)
-        self._send_unsub = []
-        self._to_read = []
-        self._sub_commands.clear()
-        log.debug("pubsub_connected", channels=len(self._wanted))
+        log.debug("pubsub_connected", channels=len(self._table.wanted))
 
     def _resync(self, event: Resync) -> None:
         cause = event.error if event.error is not None else event
@@ -388,11 +276,7 @@ class Drainer:
 
     def _drop_connection(self) -> None:
         subscriber, self._subscriber = self._subscriber, None
-        self._channels = {}
-        self._to_read = []
-        self._send_sub = []
-        self._send_unsub = []
-        self._sub_commands.clear()
+        self._table.disconnected()
         if subscriber is not None:
             try:
                 subscriber.close()
@@ -433,21 +317,12 @@ class Drainer:
     # ---------------------------------------------------------------- waiting
 
     def _wait(self, sock: Optional[socket.socket], max_wait: float) -> bool:
-        """Block until ``sock`` is readable or a wake-up arrives; True if the socket is readable."""
-        watch: list[Any] = [self._wake_r] if sock is None else [sock, self._wake_r]
         try:
-            readable, _, _ = select.select(watch, [], [], max(0.0, max_wait))
-        except (OSError, ValueError) as error:  # the socket was closed underneath
+            return self._wakeup.wait(sock, max_wait)
+        except (OSError, ValueError) as error:  # the Pub/Sub socket was closed underneath
             if sock is None:
                 raise
             raise Resync("the Pub/Sub socket failed", error) from error
-        if self._wake_r in readable:
-            try:
-                while self._wake_r.recv(4096):
-                    pass
-            except OSError:
-                pass
-        return sock is not None and sock in readable
 
     def _pause(self, delay: float) -> None:
         """Back off between reconnect attempts; only stopping cuts it short."""

@@ -1,17 +1,23 @@
 """A private, throwaway ``redis-server`` on a Unix socket, for ``redisresults bench``/``demo`` without a URL.
 
-The server lives in a fresh temporary directory (config, socket, log), listens on no TCP port, and is
-stopped by the PID we started and its directory removed when the block exits, on Ctrl-C and SIGTERM
-too (the CLI turns SIGTERM into an exception so ``finally`` runs). On Linux the child is also asked to
-die with us (``PR_SET_PDEATHSIG``), so even a SIGKILLed CLI leaves no server behind.
+The server lives in a fresh temporary directory (config, socket, log) and is stopped by the PID we
+started and its directory removed when the block exits, on Ctrl-C and SIGTERM too (the CLI turns
+SIGTERM into an exception so ``finally`` runs). On Linux the child is also asked to die with us
+(``PR_SET_PDEATHSIG``), so even a SIGKILLed CLI leaves no server behind.
+
+By default it listens on no TCP port. With ``tcp=True`` (the benchmark's TCP figures) it also listens
+on a free loopback port, and then requires a random password on every connection, so other local
+users cannot reach it through that port as they cannot through the 0700 socket.
 """
 
 from __future__ import annotations
 
 import atexit
 import os
+import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -20,7 +26,7 @@ from typing import Any, Callable, Optional
 
 import redis
 
-from ._exceptions import ConnectionUnavailable
+from . import ConnectionUnavailable
 
 HOW_TO_GET_ONE = (
     "no redis-server found: install one (Debian/Ubuntu: apt-get install redis-server), or "
@@ -29,6 +35,7 @@ HOW_TO_GET_ONE = (
 )
 READY_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
+PORT_ATTEMPTS = 5  # a free port can be taken between choosing it and the server binding it
 
 
 def find_redis_server() -> str:
@@ -46,6 +53,17 @@ def find_redis_server() -> str:
         if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
     raise ConnectionUnavailable(HOW_TO_GET_ONE)
+
+
+class _Exited(ConnectionUnavailable):
+    """The server process ended while starting (its log says why)."""
+
+
+def _free_port() -> int:
+    """A loopback TCP port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _die_with_parent() -> Optional[Callable[[], None]]:
@@ -69,10 +87,13 @@ def _die_with_parent() -> Optional[Callable[[], None]]:
 class EmbeddedServer:
     """``with EmbeddedServer() as server: server.url`` -- a private redis-server, removed at exit."""
 
-    def __init__(self, executable: Optional[str] = None) -> None:
+    def __init__(self, executable: Optional[str] = None, tcp: bool = False) -> None:
         self.executable = executable or find_redis_server()
+        self.tcp = tcp
         self.dir: Optional[str] = None
         self.proc: Optional[subprocess.Popen[bytes]] = None
+        self.port: Optional[int] = None
+        self._password = secrets.token_urlsafe(24) if tcp else None
 
     @property
     def socket_path(self) -> str:
@@ -81,7 +102,19 @@ class EmbeddedServer:
 
     @property
     def url(self) -> str:
-        return f"socket://{self.socket_path}?virtual_host=0"
+        """The Unix socket's URL (with the password when ``tcp=True``)."""
+        return f"socket://{self._auth}{self.socket_path}?virtual_host=0"
+
+    @property
+    def tcp_url(self) -> Optional[str]:
+        """The loopback TCP URL, with the password; None without ``tcp=True``."""
+        if self.port is None:
+            return None
+        return f"redis://{self._auth}127.0.0.1:{self.port}/0"
+
+    @property
+    def _auth(self) -> str:
+        return f":{self._password}@" if self._password else ""
 
     @property
     def pid(self) -> Optional[int]:
@@ -90,39 +123,56 @@ class EmbeddedServer:
     def start(self) -> EmbeddedServer:
         self.dir = tempfile.mkdtemp(prefix="redisresults-embedded-")
         atexit.register(self.stop)
-        config = os.path.join(self.dir, "redis.conf")
-        with open(config, "w") as out:
-            out.write(
-                "\n".join(
-                    [
-                        "port 0",
-                        f"unixsocket {self.socket_path}",
-                        "unixsocketperm 700",
-                        f"dir {self.dir}",
-                        f"logfile {os.path.join(self.dir, 'redis.log')}",
-                        "daemonize no",
-                        'save ""',
-                        "appendonly no",
-                        "maxclients 10000",
-                    ]
-                )
-                + "\n"
-            )
         try:
-            self.proc = subprocess.Popen(
-                [self.executable, config],
-                cwd=self.dir,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,  # Ctrl-C reaches us, and we stop the server in order
-                preexec_fn=_die_with_parent(),  # only prctl(); the CLI starts it before any thread exists
-            )
-            self._wait_ready()
+            for attempt in range(PORT_ATTEMPTS if self.tcp else 1):
+                self.port = _free_port() if self.tcp else None
+                self._launch()
+                try:
+                    self._wait_ready()
+                    break
+                except _Exited:
+                    self._kill()
+                    if attempt == PORT_ATTEMPTS - 1 or not self.tcp or "Address already in use" not in self._log():
+                        raise
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _config(self) -> str:
+        assert self.dir is not None
+        lines = [
+            f"port {self.port or 0}",
+            f"unixsocket {self.socket_path}",
+            "unixsocketperm 700",
+            f"dir {self.dir}",
+            f"logfile {os.path.join(self.dir, 'redis.log')}",
+            "daemonize no",
+            'save ""',
+            "appendonly no",
+            "maxclients 10000",
+        ]
+        if self.port:
+            lines += ["bind 127.0.0.1", f"requirepass {self._password}"]
+        path = os.path.join(self.dir, "redis.conf")
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
+            out.write("\n".join(lines) + "\n")
+        return path
+
+    def _launch(self) -> None:
+        assert self.dir is not None
+        for leftover in (self.socket_path, os.path.join(self.dir, "redis.log")):  # from a failed attempt
+            if os.path.exists(leftover):
+                os.unlink(leftover)
+        self.proc = subprocess.Popen(
+            [self.executable, self._config()],
+            cwd=self.dir,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C reaches us, and we stop the server in order
+            preexec_fn=_die_with_parent(),  # only prctl(); the CLI starts it before any thread exists
+        )
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
@@ -130,9 +180,9 @@ class EmbeddedServer:
         while time.monotonic() < deadline:
             assert self.proc is not None
             if self.proc.poll() is not None:
-                raise ConnectionUnavailable(f"{self.executable} exited with status {self.proc.returncode}{self._log()}")
+                raise _Exited(f"{self.executable} exited with status {self.proc.returncode}{self._log()}")
             if os.path.exists(self.socket_path):
-                client = redis.Redis(unix_socket_path=self.socket_path, socket_timeout=1.0)
+                client = redis.Redis(unix_socket_path=self.socket_path, password=self._password, socket_timeout=1.0)
                 try:
                     if client.ping():
                         return
@@ -155,6 +205,14 @@ class EmbeddedServer:
 
     def stop(self) -> None:
         """SIGTERM to our PID, a bounded wait, SIGKILL to the same PID; then remove the directory."""
+        self._kill()
+        self.port = None
+        directory, self.dir = self.dir, None
+        if directory is not None:
+            shutil.rmtree(directory, ignore_errors=True)
+            atexit.unregister(self.stop)
+
+    def _kill(self) -> None:
         proc, self.proc = self.proc, None
         if proc is not None and proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -163,10 +221,6 @@ class EmbeddedServer:
             except subprocess.TimeoutExpired:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(timeout=STOP_TIMEOUT)
-        directory, self.dir = self.dir, None
-        if directory is not None:
-            shutil.rmtree(directory, ignore_errors=True)
-            atexit.unregister(self.stop)
 
     def __enter__(self) -> EmbeddedServer:
         return self.start()

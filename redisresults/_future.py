@@ -59,3 +59,29 @@ class ResultFuture:
             raise self._error
         assert self._meta is not None
         return self._meta
+
+
+def settle(
+    futures: list[ResultFuture],
+    meta: Optional[dict[str, Any]] = None,
+    error: Optional[BaseException] = None,
+    on_listener_error: Optional[Callable[[BaseException], None]] = None,
+) -> None:
+    """Set each future (with ``meta``, or failed with ``error``) and run its listener.
+
+    A listener only hands the future on (to a queue, a callback loop); if it raises anyway, the
+    error goes to ``on_listener_error`` so the drainer that called this never dies of it.
+    """
+    for future in futures:
+        if error is not None:
+            future.set_error(error)
+        else:
+            assert meta is not None
+            future.set_meta(meta)
+        if future.listener is not None:
+            try:
+                future.listener(future)
+            except Exception as exc:
+                if on_listener_error is None:
+                    raise
+                on_listener_error(exc)

@@ -14,8 +14,10 @@ from typing import Any, Optional
 import redis
 import redis.exceptions as rex
 
+from ._config import Config
 from ._exceptions import BackendStoreError
 from ._log import get_logger
+from ._retry import call_with_retry
 
 log = get_logger()
 
@@ -137,3 +139,51 @@ def is_bulk_rejection(error: BaseException) -> bool:
     """A reply or drop that means the server refused the payload's size (never worth a retry)."""
     text = str(error).lower()
     return "protocol error" in text or "invalid bulk length" in text or "max-bulk" in text
+
+
+def store(
+    client: redis.Redis,
+    script: Any,
+    key: bytes,
+    payload: bytes,
+    config: Config,
+    server: ServerLimit,
+    *,
+    task_id: Optional[str],
+    state: Optional[str],
+) -> bool:
+    """Run the store script once (retried if transient); False when a stored SUCCESS was left untouched.
+
+    Sizes are checked before any byte is sent; a document over ``max_publish_size`` is stored in
+    full but announced by a reference message.
+    """
+    check_payload_size(payload, config.max_value_size, server, client, task_id=task_id, state=state)
+    message = b""
+    if config.max_publish_size is not None and len(payload) > config.max_publish_size:
+        message = reference_message(task_id or "", state or "", len(payload))
+    ttl = config.expires or 0
+
+    def attempt() -> Any:
+        try:
+            return script(keys=[key], args=[payload, ttl, message], client=client)
+        except (rex.ConnectionError, rex.ResponseError) as error:
+            if len(payload) > _MIN_SERVER_BULK and (
+                is_bulk_rejection(error) or _cut_off_by_live_server(client, server, error)
+            ):
+                server.refresh(client)
+                raise too_large(len(payload), config.max_value_size, task_id=task_id, state=state,
+                                what="the encoded document (refused by the server)") from error
+            raise
+
+    return bool(call_with_retry(attempt, config.retry_policy, what=f"storing {key.decode('utf-8', 'replace')}"))
+
+
+def _cut_off_by_live_server(client: redis.Redis, server: ServerLimit, error: BaseException) -> bool:
+    """A big write cut off (broken pipe) while the server still answers PING, its bulk limit unknown (CONFIG
+    GET denied): the server refused the size and closed the connection, so a retry would fail the same way."""
+    if not isinstance(error, rex.ConnectionError) or server.get(client) is not None:
+        return False
+    try:
+        return bool(client.ping())
+    except (rex.RedisError, OSError):
+        return False

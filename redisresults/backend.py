@@ -1,4 +1,4 @@
-"""RedisBackend and SentinelBackend: one thread-safe object, one connection pool, one drainer.
+"""RedisBackend: one thread-safe object, one connection pool, one drainer.
 
 Storing goes through the shared pool (one atomic script per store); waiting goes through the
 backend's single ResultConsumer. A forked child builds its own pool and consumer on first use.
@@ -8,46 +8,35 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Optional
 
 import redis
-import redis.exceptions as rex
 import redis.sentinel
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from . import _meta
 from ._callbacks import CallbackRunner
-from ._celery_conf import options_from_celery
+from ._codec import Codec
 from ._config import Config, build_config
+from ._connparams import uri_of
 from ._consumer import ResultConsumer, idle_stats
 from ._exceptions import (
     AuthenticationFailed,
     CertificateRejected,
     ConfigError,
     ConnectionUnavailable,
-    DecodeError,
     ResultTimeout,
     translate,
 )
 from ._keys import check_id, group_key, task_key
 from ._link import Link
 from ._log import get_logger
-from ._pool import REDIS_PY_DEFAULT_MAX, WaitingConnectionPool, WaitingSentinelPool
+from ._pool import REDIS_PY_DEFAULT_MAX, WaitingConnectionPool
 from ._retry import call_with_retry
 from ._runtime import resolve_mode
-from ._serialization import dumps, get_serializer, loads
-from ._store import (
-    REF_FIELD,
-    STORE_SCRIPT,
-    ServerLimit,
-    check_payload_size,
-    check_raw_size,
-    is_bulk_rejection,
-    reference_message,
-    too_large,
-)
+from ._store import STORE_SCRIPT, ServerLimit, check_raw_size, store
 from ._subscriber import RedisSubscriber
 from ._url import masked
 from .result import AsyncResult, GroupResult, ResultSet
@@ -55,7 +44,6 @@ from .result import AsyncResult, GroupResult, ResultSet
 log = get_logger()
 
 _EXTENDED_KEYS = ("group_id", "parent_id", "name", "args", "kwargs", "worker", "retries", "queue")
-_SENTINEL_DEFAULTS = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
 DEFAULT_HEALTH_INTERVAL = 10.0
 
 
@@ -71,8 +59,7 @@ class RedisBackend:
         self._check_kind()
         for warning in self._config.warnings:
             log.warning("insecure_tls_setting", warning=warning)
-        self._serializer = get_serializer(self._config.serializer)
-        self._accept = frozenset(self._config.accept)
+        self._codec = Codec(self._config.serializer, self._config.accept)
         self._mode = resolve_mode(self._config.concurrency)
         self._lock = threading.Lock()
         self._pid = os.getpid()
@@ -192,14 +179,18 @@ class RedisBackend:
             self.client  # noqa: B018 - the pool must exist before the drainer starts
             with self._lock:
                 if self._consumer is None:
-                    self._consumer = ResultConsumer(
-                        self._link(),
-                        keyprefix=self._config.global_keyprefix,
-                        mode=self._mode,
-                        cache_max=self._config.result_cache_max,
-                    )
+                    self._consumer = self._new_consumer()
                 consumer = self._consumer
         return consumer
+
+    def _new_consumer(self) -> ResultConsumer:
+        """The consumer over this backend's link (a subclass may bring its own drainer)."""
+        return ResultConsumer(
+            self._link(),
+            keyprefix=self._config.global_keyprefix,
+            mode=self._mode,
+            cache_max=self._config.result_cache_max,
+        )
 
     @property
     def callbacks(self) -> CallbackRunner:
@@ -217,17 +208,7 @@ class RedisBackend:
         """The backend URL; the password shows as ``**`` unless asked for."""
         url = self._config.url
         if url is None:
-            params = self._config.connparams
-            scheme = "rediss" if "ssl_cert_reqs" in params else "redis"
-            auth = ""
-            if params.get("password") is not None:
-                shown = params["password"] if include_password else "**"
-                auth = f"{params.get('username', '')}:{shown}@"
-            elif params.get("username"):
-                auth = f"{params['username']}@"
-            if "path" in params:
-                return f"socket://{auth}{params['path']}?virtual_host={params['db']}"
-            return f"{scheme}://{auth}{params['host']}:{params['port']}/{params['db']}"
+            return uri_of(self._config.connparams, include_password)
         return url if include_password else masked(url)
 
     def stats(self) -> dict[str, Any]:
@@ -277,10 +258,9 @@ class RedisBackend:
         if unknown:
             raise TypeError(f"store_result() got unexpected field(s): {', '.join(unknown)}")
         check_raw_size(result, self._config.max_value_size, task_id=task_id, state=state)
-        meta = _meta.make_meta(
-            task_id, result, state, traceback, children=children, extended=extended or None, serializer=self._serializer
-        )
-        payload = dumps(meta, self._serializer)
+        meta = _meta.make_meta(task_id, result, state, traceback, children=children, extended=extended or None,
+                               serializer=self._codec.serializer)
+        payload = self._codec.encode(meta)
         self._write(task_key(self._config.global_keyprefix, task_id), payload, task_id=task_id, state=state)
         return result
 
@@ -297,53 +277,24 @@ class RedisBackend:
         return self.store_result(task_id, self._encode_exc(exc), _meta.RETRY, traceback)
 
     def _encode_exc(self, exc: BaseException) -> dict[str, Any]:
-        return _meta.encode_exception(exc, serializer=self._serializer)
+        return _meta.encode_exception(exc, serializer=self._codec.serializer)
 
     def mark_as_revoked(self, task_id: str, reason: str = "") -> Any:
         revoked = {"exc_type": "TaskRevokedError", "exc_message": [reason], "exc_module": "celery.exceptions"}
         return self.store_result(task_id, revoked, _meta.REVOKED)
 
     def _write(self, key: bytes, payload: bytes, *, task_id: Optional[str], state: Optional[str]) -> bool:
-        """One script call: SET (with expiry) + PUBLISH unless a SUCCESS is stored. Retried if transient."""
+        """One script call (SET with expiry + PUBLISH unless a SUCCESS is stored), retried if transient."""
         client = self.client
-        limit_bytes = self._config.max_value_size
-        check_payload_size(payload, limit_bytes, self._server_limit, client, task_id=task_id, state=state)
-        limit = self._config.max_publish_size
-        message = b""
-        if limit is not None and len(payload) > limit:
-            message = reference_message(task_id or "", state or "", len(payload))
-        ttl = self._config.expires or 0
-        script = self._script
-
-        def attempt() -> Any:
-            try:
-                return script(keys=[key], args=[payload, ttl, message], client=client)
-            except (rex.ConnectionError, rex.ResponseError) as error:
-                big = len(payload) > 1024 * 1024
-                if big and (is_bulk_rejection(error) or self._cut_off_by_live_server(client, error)):
-                    self._server_limit.refresh(client)
-                    raise too_large(len(payload), self._config.max_value_size, task_id=task_id, state=state,
-                                    what="the encoded document (refused by the server)") from error
-                raise
-
-        written = call_with_retry(attempt, self._config.retry_policy, what=f"storing {key.decode('utf-8', 'replace')}")
+        written = store(client, self._script, key, payload, self._config, self._server_limit, task_id=task_id,
+                        state=state)
         if not written:
             log.info("store_skipped_success_exists", task_id=task_id, state=state)
         elif task_id is not None and state is not None:
             consumer = self._consumer
             if consumer is not None:
                 consumer.forget(task_id)
-        return bool(written)
-
-    def _cut_off_by_live_server(self, client: redis.Redis, error: BaseException) -> bool:
-        """A big write cut off (broken pipe) while the server still answers PING, its bulk limit unknown (CONFIG
-        GET denied): the server refused the size and closed the connection, so a retry would fail the same way."""
-        if not isinstance(error, rex.ConnectionError) or self._server_limit.get(client) is not None:
-            return False
-        try:
-            return bool(client.ping())
-        except (rex.RedisError, OSError):
-            return False
+        return written
 
     def get_task_meta(self, task_id: str) -> dict[str, Any]:
         """The stored document as a dict (exceptions stay in their stored dict form); PENDING if missing."""
@@ -393,7 +344,7 @@ class RedisBackend:
         """Store a group document (Celery's format) so ``restore_group`` can rebuild it anywhere."""
         group_id = check_id("group", group_id)
         ids = [check_id("task", getattr(item, "id", item)) for item in task_ids]
-        payload = dumps(_meta.make_group_meta(group_id, ids), self._serializer)
+        payload = self._codec.encode(_meta.make_group_meta(group_id, ids))
         self._write(group_key(self._config.global_keyprefix, group_id), payload, task_id=group_id, state=None)
 
     def restore_group(self, group_id: str) -> Optional[GroupResult]:
@@ -403,9 +354,7 @@ class RedisBackend:
         raw = call_with_retry(lambda: client.get(key), self._config.retry_policy, what="reading a group")
         if raw is None:
             return None
-        label = key.decode("utf-8", "replace")
-        data = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
-        gid, ids = _meta.parse_group_meta(loads(data, self._serializer, self._accept, key=label), key=label)
+        gid, ids = self._codec.group(key, raw)
         return GroupResult(gid, ids, backend=self)
 
     def delete_group(self, group_id: str) -> None:
@@ -417,19 +366,10 @@ class RedisBackend:
     # ------------------------------------------------------------------ decoding
 
     def _decode_stored(self, key: bytes, raw: bytes | str) -> dict[str, Any]:
-        label = key.decode("utf-8", "replace")
-        data = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
-        return _meta.validate_meta(loads(data, self._serializer, self._accept, key=label), key=label)
+        return self._codec.stored(key, raw)
 
     def _decode_message(self, channel: bytes, data: Any) -> Optional[dict[str, Any]]:
-        """A published meta, or None for a reference to a result too large to publish."""
-        if not isinstance(data, bytes):
-            raise DecodeError(f"message on {channel.decode('utf-8', 'replace')} is not bytes")
-        label = channel.decode("utf-8", "replace")
-        document = loads(data, self._serializer, self._accept, key=label)
-        if isinstance(document, dict) and isinstance(document.get(REF_FIELD), Mapping):
-            return None
-        return _meta.validate_meta(document, key=label)
+        return self._codec.message(channel, data)
 
     # ------------------------------------------------------------------ waiting
 
@@ -461,63 +401,3 @@ class RedisBackend:
         if timeout is not None and timeout <= 0:
             raise ResultTimeout(f"result of task {task_id} not ready (timeout=0 checks once)")
         return self.result_consumer.wait_for(task_id, timeout)
-
-
-class SentinelBackend(RedisBackend):
-    """A RedisBackend that finds the master through Redis Sentinel and follows failovers."""
-
-    def _check_kind(self) -> None:
-        if self._config.kind != "sentinel":
-            raise ConfigError("SentinelBackend needs a sentinel:// URL (sentinel://h1:26379;sentinel://h2:26379)")
-
-    def _make_pool(self, params: dict[str, Any], *, shared: bool) -> Any:
-        hosts = self._config.connparams["hosts"]
-        # No redis-py retries on sentinel queries either: ours are bounded by retry_policy (a dead node would
-        # otherwise cost seconds of hidden backoff per lookup, and stall close() behind the drainer).
-        sentinel_kwargs = {**_SENTINEL_DEFAULTS, "retry": Retry(NoBackoff(), 0), **self._config.sentinel_kwargs}
-        sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
-            [(host["host"], host["port"]) for host in hosts],
-            min_other_sentinels=self._config.min_other_sentinels,
-            sentinel_kwargs=sentinel_kwargs,
-        )
-        params.setdefault("connection_class", redis.sentinel.SentinelManagedConnection)
-        if shared:
-            params["max_connections"] = params.get("max_connections") or REDIS_PY_DEFAULT_MAX
-            return WaitingSentinelPool(
-                self._config.master_name, sentinel, wait_timeout=self._config.retry_policy["timeout"] or None, **params
-            )
-        return redis.sentinel.SentinelConnectionPool(self._config.master_name, sentinel, **params)  # type: ignore[no-untyped-call]
-
-    def _master_locator(self) -> Any:
-        """Ask Sentinel for the master. When it moved, redis-py drops the shared pool's idle connections now
-        and in-use ones on release, so stores stop going to a demoted master that still accepts writes."""
-        pool = self._pool
-
-        def locate() -> Optional[tuple[str, int]]:
-            try:
-                host, port = pool.get_master_address()
-            except Exception as error:
-                raise translate(error) from error
-            return str(host), int(port)
-
-        return locate
-
-    def as_uri(self, include_password: bool = False) -> str:
-        url = self._config.url or ""
-        return url if include_password else masked(url)
-
-
-def backend_from_url(url: Optional[str] = None, **options: Any) -> RedisBackend:
-    """The backend class for ``url``'s scheme: RedisBackend, or SentinelBackend for ``sentinel://``."""
-    if url:
-        from ._url import scheme_of
-
-        if scheme_of(url) == "sentinel":
-            return SentinelBackend(url, **options)
-    return RedisBackend(url, **options)
-
-
-def from_config(settings: Mapping[str, Any]) -> RedisBackend:
-    """A backend from Celery's setting names (``app.conf`` or any mapping)."""
-    url, options = options_from_celery(settings)
-    return backend_from_url(url, **options)

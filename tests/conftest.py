@@ -177,6 +177,12 @@ def backend(redis_server: RedisServer, key_prefix: str) -> Iterator[RedisBackend
 
 
 @pytest.fixture
+def name() -> str:
+    """A connection name unique to the test, so CLIENT LIST can tell our connections apart."""
+    return f"rr-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
 def raw(redis_server: RedisServer) -> Iterator[redis.Redis]:
     client = redis_server.client()
     yield client

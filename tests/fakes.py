@@ -21,7 +21,7 @@ Command = Tuple[str, Tuple[bytes, ...]]
 class FakeSubscriber:
     """One fake Pub/Sub connection: every reply pushed is one byte on a socket pair, so readiness is exact."""
 
-    def __init__(self, server: "FakeServer", address: Tuple[str, int]) -> None:
+    def __init__(self, server: FakeServer, address: Tuple[str, int]) -> None:
         self.server = server
         self.address = address
         self._ours, self._theirs = socket.socketpair()

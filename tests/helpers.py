@@ -13,6 +13,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Type
 import redis
 
 import redisresults
+from tests.polling import poll
 
 T = TypeVar("T")
 
@@ -49,19 +50,6 @@ def wait_in_thread(
 def value_for(task_id: str) -> Dict[str, Any]:
     """The result a producer stores for ``task_id``: derived from the id so every waiter can check it."""
     return {"id": task_id, "n": sum(map(ord, task_id))}
-
-
-def poll(probe: Callable[[], Optional[T]], *, timeout: float, what: str, interval: float = 0.01) -> T:
-    """Call ``probe`` until it returns something other than None; AssertionError after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last: Optional[T] = None
-    while True:
-        last = probe()
-        if last is not None:
-            return last
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def wait_stats(

@@ -32,6 +32,8 @@ import trustme
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from tests.polling import poll
+
 HOST = "127.0.0.1"
 PR_SET_PDEATHSIG = 1
 READY_TIMEOUT = 10.0
@@ -100,23 +102,12 @@ def wait_for(
     what: str,
     details: Callable[[], str] = lambda: "",
 ) -> T:
-    """Call ``probe`` every 50 ms until it returns something other than ``None``; raise after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last_error: BaseException | None = None
-    while True:
-        try:
-            value = probe()
-        except (redis.RedisError, OSError) as exc:
-            value, last_error = None, exc
-        if value is not None:
-            return value
-        if time.monotonic() >= deadline:
-            message = f"timed out after {timeout:g}s waiting for {what}"
-            if last_error is not None:
-                message += f" (last error: {last_error!r})"
-            extra = details()
-            raise ServerUnavailable(f"{message}\n{extra}" if extra else message)
-        time.sleep(POLL_INTERVAL)
+    """``poll`` for a server coming up: connection errors count as "not yet"; ServerUnavailable after ``timeout``."""
+    try:
+        return poll(probe, timeout=timeout, what=what, interval=POLL_INTERVAL, tolerate=(redis.RedisError, OSError))
+    except AssertionError as error:
+        extra = details()
+        raise ServerUnavailable(f"{error}\n{extra}" if extra else str(error)) from None
 
 
 def _die_with_parent() -> Callable[[], None] | None:

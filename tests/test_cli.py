@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 import re
 import signal
@@ -146,9 +147,52 @@ def test_inspect_log_json(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_logging_configuration_is_restored(capsys: pytest.CaptureFixture[str]) -> None:
-    before = structlog.get_config()
-    call(capsys, "inspect", "redis://localhost:6379/0")
-    assert structlog.get_config() == before
+    logger = logging.getLogger("redisresults")
+    before = (structlog.get_config(), list(logger.handlers), logger.level, logger.propagate)
+    for argv in (["inspect", "redis://localhost:6379/0"], ["--log-level", "debug", "--log-json", "inspect", "x://"],
+                 ["--log-level", "info", "wait"]):
+        call(capsys, *argv)
+        assert (structlog.get_config(), list(logger.handlers), logger.level, logger.propagate) == before
+
+
+def _log_during_main(monkeypatch: pytest.MonkeyPatch, *argv: str, **fields: Any) -> None:
+    """Run ``main`` with a command that logs one library-style record (event name + fields via ``extra``)."""
+
+    def logs(*args: Any) -> int:
+        logging.getLogger("redisresults.test").warning("something_happened", extra=fields)
+        logging.getLogger("redisresults.test").debug("detail_event", extra={"n": 1})
+        return 0
+
+    monkeypatch.setitem(cli.COMMANDS, "ping", logs)
+    assert cli.main([*argv, "ping", "--url", f"redis://:{SECRET}@127.0.0.1:{free_port()}/0"]) == 0
+
+
+def test_log_json_renders_library_records_with_their_fields(capsys: pytest.CaptureFixture[str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    _log_during_main(monkeypatch, "--log-json", channel="celery-task-meta-x", size=12, note=f"pw {SECRET}")
+    out, err = capsys.readouterr()
+    assert out == "" and SECRET not in err
+    [line] = [json.loads(line) for line in err.splitlines()]  # debug is below the default level (warning)
+    assert line["event"] == "something_happened" and line["level"] == "warning"
+    assert line["channel"] == "celery-task-meta-x" and line["size"] == 12 and line["note"] == "pw **"
+    assert line["logger"] == "redisresults.test" and line["timestamp"].endswith("Z")
+
+
+def test_log_level_and_console_lines(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    _log_during_main(monkeypatch, "--log-level", "debug", size=3)
+    _, err = capsys.readouterr()
+    lines = err.splitlines()
+    assert len(lines) == 2
+    assert "something_happened" in lines[0] and "size=3" in lines[0] and "warning" in lines[0]
+    assert "detail_event" in lines[1] and "debug" in lines[1]
+    _log_during_main(monkeypatch, "--log-level", "error", size=3)
+    assert capsys.readouterr().err == ""
+
+
+def test_library_records_are_silent_after_main(capsys: pytest.CaptureFixture[str]) -> None:
+    call(capsys, "inspect", "rediss://localhost:6380/0?ssl_cert_reqs=optional")
+    logging.getLogger("redisresults.test").warning("after_main")
+    assert "after_main" not in "".join(capsys.readouterr())
 
 
 # ---------------------------------------------------------------------------------------------- against Redis

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import pickle
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ from redisresults import ContentDisallowed, DecodeError, RedisBackend, RedisResu
 from redisresults._meta import make_meta
 from tests.helpers import wait_in_thread, wait_stats_at_least
 from tests.logs import capture_logs
+from tests.polling import poll
 
 SECRET = "TOPSECRET-payload-7f3a9c"
 
@@ -133,10 +133,7 @@ POISON = [
 
 
 def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
+    poll(lambda: predicate() or None, timeout=timeout, what=what)
 
 
 def numsub(raw: redis.Redis, channel: str) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
-import uuid
 from typing import Any, Callable, Dict, List, Sequence
 
 import pytest
@@ -27,11 +26,6 @@ from tests.servers import RedisServer
 
 PENDING = 1000
 BIG = 40 * 1024 * 1024
-
-
-@pytest.fixture
-def name() -> str:
-    return f"rr-{uuid.uuid4().hex[:10]}"
 
 
 def _backend(url: str, key_prefix: str, name: str, **options: Any) -> redisresults.RedisBackend:

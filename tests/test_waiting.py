@@ -7,7 +7,6 @@ import concurrent.futures
 import multiprocessing
 import threading
 import time
-import uuid
 from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
@@ -30,12 +29,6 @@ from tests.servers import RedisServer
 
 THREADS = 64
 WAITS_PER_THREAD = 500
-
-
-@pytest.fixture
-def name() -> str:
-    """A connection name unique to the test, so CLIENT LIST can tell our connections apart."""
-    return f"rr-{uuid.uuid4().hex[:10]}"
 
 
 @pytest.fixture

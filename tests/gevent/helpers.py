@@ -13,6 +13,8 @@ from typing import Any, Callable, Dict, List, Optional, Type
 import gevent
 import redis
 
+from tests.polling import poll
+
 ROOT = Path(__file__).resolve().parents[2]
 TICK = 0.01
 
@@ -49,15 +51,8 @@ class Heartbeat:
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll server-observable state (never used to synchronise our own code) until true or fail."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last value {value!r})")
-        gevent.sleep(0.02)
+    """Poll server-observable state (never used to synchronise our own code) until truthy, or fail."""
+    return poll(lambda: predicate() or None, timeout=timeout, what=what, interval=0.02)
 
 
 def clients_named(client: redis.Redis, name: str, kind: Optional[str] = None) -> List[Dict[str, Any]]:

@@ -1,0 +1,25 @@
+"""Building a backend from a URL or from Celery's settings: the scheme picks the class."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Optional
+
+from ._celery_conf import options_from_celery
+from ._sentinel import SentinelBackend
+from ._url import scheme_of
+from .backend import RedisBackend
+
+
+def backend_from_url(url: Optional[str] = None, **options: Any) -> RedisBackend:
+    """The backend class for ``url``'s scheme: RedisBackend, or SentinelBackend for ``sentinel://``."""
+    if url:
+        if scheme_of(url) == "sentinel":
+            return SentinelBackend(url, **options)
+    return RedisBackend(url, **options)
+
+
+def from_config(settings: Mapping[str, Any]) -> RedisBackend:
+    """A backend from Celery's setting names (``app.conf`` or any mapping)."""
+    url, options = options_from_celery(settings)
+    return backend_from_url(url, **options)

@@ -1,0 +1,191 @@
+"""Fan-in: many waiters, each on its own id, while another process stores all the results as fast as it can.
+
+Both sides are fed by the same raw ``SET`` + ``PUBLISH`` from the storing process (the bytes Celery
+writes), so the figure compares only the waiting side: our drainer and futures against one thread
+reading a redis-py ``PubSub`` and setting Events. Under gevent (a ``python -m gevent.monkey``
+subprocess) the same code runs with every waiter a greenlet.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Optional
+
+import redis
+
+import redisresults
+
+from ._common import (
+    BenchError,
+    Options,
+    Progress,
+    RawFanout,
+    Row,
+    child_env,
+    cleanup,
+    gevent_available,
+    make_backend,
+    median,
+    new_prefix,
+    no_progress,
+    poll,
+    raw_client,
+    raw_payload,
+    raw_store,
+    row,
+    run_helper,
+    settled,
+    task_key,
+)
+
+TARGET = 1.0  # results/s at least raw's
+
+
+def fan_in(url: str, count: int, progress: Progress = no_progress, rounds: int = 5) -> dict[str, Any]:
+    """``count`` waiters on distinct ids while another process stores them: results/s per round and side.
+
+    One round lasts ~0.1 s for 1000 results, so scheduling noise is large: ``rounds`` alternating
+    rounds per side, and the median round (by rate) is reported.
+    """
+    runs: dict[str, list[dict[str, Any]]] = {"ours": [], "raw": []}
+    for n in range(rounds):
+        for side in ("ours", "raw") if n % 2 == 0 else ("raw", "ours"):
+            progress(f"fan-in {side}: {count} waiting threads, round {n + 1}/{rounds}")
+            runs[side].append(_fan_in_side(url, count, side))
+    out: dict[str, Any] = {}
+    for side, results in runs.items():
+        ordered = sorted(results, key=lambda r: r["rate"])
+        out[side] = {**ordered[len(ordered) // 2], "rates": [r["rate"] for r in results],
+                     "pubsub_connections": max(r["pubsub_connections"] for r in results)}
+    return out
+
+
+def _client_counts(admin: redis.Redis, name: str) -> tuple[int, int]:
+    """(connections named ``name``, those in Pub/Sub mode) from CLIENT LIST."""
+    clients = [c for c in admin.client_list() if c.get("name") == name]
+    pubsub = [c for c in clients if int(c.get("sub", 0)) + int(c.get("psub", 0)) > 0]
+    return len(clients), len(pubsub)
+
+
+def _fan_in_side(url: str, count: int, side: str) -> dict[str, Any]:
+    prefix = new_prefix()
+    name = f"rrbench-fanin-{side}"
+    backend = make_backend(url, prefix, name)
+    admin = raw_client(backend, "rrbench-admin")
+    raw = raw_client(backend, name)
+    fanout: Optional[RawFanout] = None
+    remaining = [count]
+    lock = threading.Lock()
+    all_done = threading.Event()
+    errors: list[BaseException] = []
+
+    def finish() -> None:
+        with lock:
+            remaining[0] -= 1
+            if remaining[0] == 0:
+                all_done.set()
+
+    def wait_ours(task_id: str) -> None:
+        try:
+            backend.AsyncResult(task_id).get(timeout=120)
+        except BaseException as error:
+            errors.append(error)
+        finish()
+
+    def wait_raw(event: threading.Event) -> None:
+        if not event.wait(120):
+            errors.append(redisresults.ResultTimeout("raw fan-in wait"))
+        finish()
+
+    storer = subprocess.Popen(
+        [sys.executable, "-m", "redisresults.bench", "store", prefix, str(count)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=child_env(url),
+    )
+    threads: list[threading.Thread] = []
+    try:
+        ids = [f"fanin-{i}" for i in range(count)]
+        if side == "ours":
+            threads = [threading.Thread(target=wait_ours, args=(tid,), daemon=True) for tid in ids]
+        else:
+            fanout = RawFanout(raw)
+            fanout.subscribe([task_key(prefix, tid) for tid in ids])
+            fanout.start()
+            threads = [threading.Thread(target=wait_raw, args=(ev,), daemon=True) for ev in fanout.events.values()]
+        for thread in threads:
+            thread.start()
+        if side == "ours":
+            poll(lambda: settled(backend, count), 60, "fan-in subscriptions", interval=0.005)
+        assert storer.stdout is not None and storer.stdin is not None
+        if storer.stdout.readline().strip() != "ready":
+            raise BenchError("the fan-in storing process did not start")
+        connections, pubsub = _client_counts(admin, name)
+        started = time.perf_counter()
+        storer.stdin.write("go\n")
+        storer.stdin.flush()
+        if not all_done.wait(300):
+            raise redisresults.ResultTimeout(f"fan-in ({side}): {remaining[0]} of {count} waits still pending")
+        elapsed = time.perf_counter() - started
+        if errors:
+            raise errors[0]
+        storer.wait(30)
+        cleanup(admin, prefix)
+        return {"rate": count / elapsed, "seconds": elapsed, "connections": connections, "pubsub_connections": pubsub}
+    finally:
+        if storer.poll() is None:
+            storer.kill()
+            storer.wait(10)
+        for stream in (storer.stdin, storer.stdout):
+            if stream is not None:
+                stream.close()
+        if fanout is not None:
+            fanout.close()
+        backend.close()
+        for thread in threads:
+            thread.join(1)
+        raw.close()
+        admin.close()
+
+
+def store_process(url: str, prefix: str, count: int, workers: int = 4) -> None:
+    """The other process of the fan-in figure: says ``ready``, waits for ``go``, stores ``count`` results."""
+    backend = make_backend(url, prefix, "rrbench-storer")
+    raw = raw_client(backend, "rrbench-storer-raw")
+    backend.close()
+    raw.ping()
+    print("ready", flush=True)
+    if sys.stdin.readline().strip() != "go":
+        return
+
+    def work(start: int) -> None:
+        for i in range(start, count, workers):
+            task_id = f"fanin-{i}"
+            raw_store(raw, task_key(prefix, task_id), raw_payload(task_id, {"i": i}))
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    raw.close()
+
+
+def figure_fan_in(url: str, opts: Options, progress: Progress = no_progress) -> list[Row]:
+    fans = {f"{opts.fanin} threads": fan_in(url, opts.fanin, progress)}
+    if opts.gevent and gevent_available():
+        progress(f"fan-in under gevent: {opts.fanin_greenlets} waiting greenlets (subprocess)")
+        fans[f"{opts.fanin_greenlets} greenlets"] = run_helper(url, ["fanin", str(opts.fanin_greenlets), "3"],
+                                                               timeout=900, gevent=True)
+    rows = []
+    for waiters, fan in fans.items():
+        ours, raw = fan["ours"], fan["raw"]
+        rounds = [a / b for a, b in zip(ours["rates"], raw["rates"]) if b > 0]  # round n of each side
+        rate = median(ours["rates"])
+        rows.append(row(f"fan-in, {waiters}", "results/s", rate, median(raw["rates"]), f">= {TARGET:.2f}x raw",
+                        rate >= TARGET * median(raw["rates"]), rounds))
+        rows.append(row(f"fan-in Pub/Sub connections ({waiters.split()[1]})", "conns", ours["pubsub_connections"],
+                        raw["pubsub_connections"], "= 1", ours["pubsub_connections"] == 1,
+                        total_connections=ours["connections"]))
+    return rows
