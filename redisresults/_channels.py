@@ -22,20 +22,13 @@ class State(enum.Enum):
     UNSUBSCRIBING = "unsubscribing"  # UNSUBSCRIBE sent, not confirmed yet
 
 
-class _Channel:
-    __slots__ = ("recovering", "state")
-
-    def __init__(self, state: State, recovering: bool = False) -> None:
-        self.state = state
-        self.recovering = recovering  # subscribed again after a resync: a read hit counts as recovered
-
-
 class ChannelTable:
     """What the drainer knows: the channels wanted (as applied from the router) and their states."""
 
     def __init__(self) -> None:
         self.wanted: dict[bytes, str] = {}
-        self._channels: dict[bytes, _Channel] = {}
+        self._channels: dict[bytes, State] = {}
+        self._recovering: set[bytes] = set()  # subscribed again after a resync: a read hit counts as recovered
         self._to_read: list[bytes] = []
         self._to_subscribe: list[bytes] = []
         self._to_unsubscribe: list[bytes] = []
@@ -45,25 +38,26 @@ class ChannelTable:
 
     def apply(self, changes: Changes, connected: bool) -> None:
         """The router's changes: drop what nobody wants, subscribe (or re-read) what gained interest."""
+        channels = self._channels
         for channel in changes.dropped:
             self.wanted.pop(channel, None)
-            record = self._channels.get(channel)
-            if record is not None and record.state in (State.UNREAD, State.LIVE):
-                record.state = State.UNSUBSCRIBING
+            if channels.get(channel) in (State.UNREAD, State.LIVE):
+                channels[channel] = State.UNSUBSCRIBING
                 self._to_unsubscribe.append(channel)
         for channel, task_id in changes.fresh.items():
             self.wanted[channel] = task_id
-            record = self._channels.get(channel)
-            if record is None:
+            state = channels.get(channel)
+            if state is None:
                 if connected:
-                    self._channels[channel] = _Channel(State.SUBSCRIBING)
+                    channels[channel] = State.SUBSCRIBING
                     self._to_subscribe.append(channel)
-            elif record.state is State.LIVE:  # a new waiter after the last read: read again
+            elif state is State.LIVE:  # a new waiter after the last read: read again
                 self.reread(channel)
 
     def connected(self, recovering: bool) -> None:
         """A new connection: everything wanted is to be subscribed on it, and read once confirmed."""
-        self._channels = {channel: _Channel(State.SUBSCRIBING, recovering) for channel in self.wanted}
+        self._channels = dict.fromkeys(self.wanted, State.SUBSCRIBING)
+        self._recovering = set(self.wanted) if recovering else set()
         self._to_subscribe = list(self.wanted)
         self._to_unsubscribe = []
         self._to_read = []
@@ -71,6 +65,7 @@ class ChannelTable:
 
     def disconnected(self) -> None:
         self._channels = {}
+        self._recovering = set()
         self._to_read = []
         self._to_subscribe = []
         self._to_unsubscribe = []
@@ -79,22 +74,20 @@ class ChannelTable:
     def subscribed(self, channel: bytes) -> None:
         if self._unconfirmed and self._unconfirmed[0] and self._unconfirmed[0][-1] == channel:
             self._unconfirmed.popleft()  # the command's last confirmation
-        record = self._channels.get(channel)
-        if record is None or record.state is not State.SUBSCRIBING:
+        if self._channels.get(channel) is not State.SUBSCRIBING:
             return
         if channel in self.wanted:
-            record.state = State.UNREAD
+            self._channels[channel] = State.UNREAD
             self._to_read.append(channel)
         else:
-            record.state = State.UNSUBSCRIBING
+            self._channels[channel] = State.UNSUBSCRIBING
             self._to_unsubscribe.append(channel)
 
     def unsubscribed(self, channel: bytes) -> None:
-        record = self._channels.get(channel)
-        if record is None or record.state is not State.UNSUBSCRIBING:
+        if self._channels.get(channel) is not State.UNSUBSCRIBING:
             return
         if channel in self.wanted:  # wanted again meanwhile: only now can it be subscribed again
-            record.state = State.SUBSCRIBING
+            self._channels[channel] = State.SUBSCRIBING
             self._to_subscribe.append(channel)
         else:
             del self._channels[channel]
@@ -105,17 +98,28 @@ class ChannelTable:
             return []
         refused = [c for c in self._unconfirmed.popleft() if c in self._channels]
         for channel in refused:
-            if self._channels[channel].state is State.SUBSCRIBING:
+            if self._channels[channel] is State.SUBSCRIBING:
                 del self._channels[channel]
                 self.wanted.pop(channel, None)
         return refused
 
     def reread(self, channel: bytes) -> None:
         """A confirmed channel whose key must be read again (a new waiter, a too-large-to-publish notice)."""
-        record = self._channels.get(channel)
-        if record is not None and record.state is State.LIVE:
-            record.state = State.UNREAD
+        if self._channels.get(channel) is State.LIVE:
+            self._channels[channel] = State.UNREAD
             self._to_read.append(channel)
+
+    def lost(self, channel: bytes) -> None:
+        """The channel left this connection without an UNSUBSCRIBE of ours (Redis Cluster: its slot moved to
+        another node): forget it here, wanted or not; the caller subscribes it where it lives now."""
+        self.wanted.pop(channel, None)
+        self._channels.pop(channel, None)
+        for pending in (self._to_read, self._to_subscribe, self._to_unsubscribe):
+            while channel in pending:
+                pending.remove(channel)
+        alone = [channel]
+        while alone in self._unconfirmed:
+            self._unconfirmed.remove(alone)
 
     # ---------------------------------------------------------------- outputs
 
@@ -136,21 +140,22 @@ class ChannelTable:
         queued, self._to_read = self._to_read, []
         ready: list[tuple[bytes, bool]] = []
         for channel in queued:
-            record = self._channels.get(channel)
-            if record is not None and record.state is State.UNREAD and channel in self.wanted:
-                record.state = State.LIVE
-                ready.append((channel, record.recovering))
-                record.recovering = False
+            if self._channels.get(channel) is State.UNREAD and channel in self.wanted:
+                self._channels[channel] = State.LIVE
+                recovering = channel in self._recovering
+                if recovering:
+                    self._recovering.discard(channel)
+                ready.append((channel, recovering))
         return ready
 
     def counts(self) -> dict[str, int]:
         """Racy but safe from other threads (dict copies are atomic under the GIL)."""
         channels = self._channels.copy()
-        unsettled = sum(1 for c in channels.values() if c.state in (State.SUBSCRIBING, State.UNREAD))
+        unsettled = sum(1 for state in channels.values() if state in (State.SUBSCRIBING, State.UNREAD))
         unsettled += sum(1 for channel in self.wanted.copy() if channel not in channels)
-        subscribed = sum(1 for c in channels.values() if c.state is not State.UNSUBSCRIBING)
+        subscribed = sum(1 for state in channels.values() if state is not State.UNSUBSCRIBING)
         return {"subscribed": subscribed, "settling": unsettled}
 
     def states(self, channels: Iterable[bytes]) -> list[State | None]:
         """For tests and diagnostics."""
-        return [record.state if (record := self._channels.get(c)) else None for c in channels]
+        return [self._channels.get(c) for c in channels]

@@ -1,16 +1,20 @@
 """Connection pools whose full state is back-pressure: a call waits for a free connection.
 
 redis-py's pools raise ``MaxConnectionsError`` the moment ``max_connections`` are checked out,
-which callers would take for a lost connection. Here a checkout waits (a semaphore, cooperative
-under gevent) for at most the retry budget, then raises ``PoolTimeout``: Redis itself is fine.
+which callers would take for a lost connection. Here a checkout that finds the pool full waits
+(cooperatively under gevent) until a connection is released, for at most the retry budget, then
+raises ``PoolTimeout``: Redis itself is fine. The common case — a free connection — costs nothing
+extra: the wait is entered only after redis-py said the pool is full.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, Optional
 
 import redis
+import redis.exceptions as rex
 import redis.sentinel
 
 from ._exceptions import PoolTimeout
@@ -18,38 +22,52 @@ from ._exceptions import PoolTimeout
 REDIS_PY_DEFAULT_MAX = 100
 
 
+def _pool_full(error: BaseException) -> bool:
+    """redis-py >= 5.3 raises MaxConnectionsError; older versions a ConnectionError with this text."""
+    full = getattr(rex, "MaxConnectionsError", None)
+    return (full is not None and isinstance(error, full)) or "Too many connections" in str(error)
+
+
 class _WaitForFree:
-    """Mixin for a redis-py pool: ``get_connection`` waits for a free slot instead of failing."""
+    """Mixin for a redis-py pool: ``get_connection`` waits for a release instead of failing when full."""
 
     def __init__(self, *args: Any, wait_timeout: Optional[float], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._wait_timeout = wait_timeout
-        self._slots = threading.Semaphore(self.max_connections)  # type: ignore[attr-defined]
-        self._held: set[int] = set()
-        self._held_lock = threading.Lock()
+        self._freed = threading.Condition(threading.Lock())
+        self._releases = 0  # bumped on every release: a waiter that saw it change retries at once
+        self._waiting = 0
 
     def get_connection(self, *args: Any, **kwargs: Any) -> Any:
-        if not self._slots.acquire(timeout=self._wait_timeout):
-            raise PoolTimeout(
-                f"no free Redis connection within {self._wait_timeout or 'unlimited '}s: all "
-                f"{self.max_connections} are in use (raise max_connections, or fewer concurrent calls)"  # type: ignore[attr-defined]
-            )
-        try:
-            connection = super().get_connection(*args, **kwargs)  # type: ignore[misc]
-        except BaseException:
-            self._slots.release()
-            raise
-        with self._held_lock:
-            self._held.add(id(connection))
-        return connection
+        deadline = None if self._wait_timeout is None else time.monotonic() + self._wait_timeout
+        while True:
+            seen = self._releases
+            try:
+                return super().get_connection(*args, **kwargs)  # type: ignore[misc]
+            except rex.ConnectionError as error:
+                if not _pool_full(error):
+                    raise
+            with self._freed:
+                self._waiting += 1
+                try:
+                    while self._releases == seen:
+                        left = None if deadline is None else deadline - time.monotonic()
+                        if left is not None and left <= 0:
+                            raise PoolTimeout(
+                                f"no free Redis connection within {self._wait_timeout}s: all "
+                                f"{self.max_connections} are in use (raise max_connections, or make fewer "  # type: ignore[attr-defined]
+                                "concurrent calls)"
+                            ) from None
+                        self._freed.wait(left)
+                finally:
+                    self._waiting -= 1
 
     def release(self, connection: Any) -> None:
         super().release(connection)  # type: ignore[misc]
-        with self._held_lock:
-            held = id(connection) in self._held
-            self._held.discard(id(connection))
-        if held:
-            self._slots.release()
+        self._releases += 1
+        if self._waiting:
+            with self._freed:
+                self._freed.notify()
 
 
 class WaitingConnectionPool(_WaitForFree, redis.ConnectionPool):

@@ -30,7 +30,7 @@ class _Interest:
         self.task_id = task_id
         self.futures: list[ResultFuture] = []
         self.holds = 0
-        self.watchers: list[Watcher] = []
+        self.watchers: tuple[Watcher, ...] = ()  # rare: a tuple, so a plain wait pays for no list
 
     def idle(self) -> bool:
         return not (self.futures or self.holds or self.watchers)
@@ -40,7 +40,7 @@ class Delivery(NamedTuple):
     """What a published or read meta resolves: the futures to set and the watchers to call."""
 
     futures: list[ResultFuture]
-    watchers: list[Watcher]
+    watchers: tuple[Watcher, ...]
 
 
 class Changes(NamedTuple):
@@ -54,7 +54,7 @@ class Changes(NamedTuple):
     dropped: list[bytes]
 
 
-NO_DELIVERY = Delivery([], [])
+NO_DELIVERY = Delivery([], ())
 
 
 class Router:
@@ -115,7 +115,7 @@ class Router:
         with self._lock:
             self._check_open()
             interest, wake = self._interest(channel, task_id)
-            interest.watchers.append(watcher)
+            interest.watchers = (*interest.watchers, watcher)
         return wake
 
     def unwatch(self, channel: bytes, watcher: Watcher) -> bool:
@@ -123,7 +123,9 @@ class Router:
             interest = self._interests.get(channel)
             if interest is None or watcher not in interest.watchers:
                 return False
-            interest.watchers.remove(watcher)
+            kept = list(interest.watchers)
+            kept.remove(watcher)
+            interest.watchers = tuple(kept)
             return self._drop_if_idle(channel, interest)
 
     def cached(self, task_id: str) -> Optional[Meta]:
@@ -181,7 +183,7 @@ class Router:
                     self._cache[task_id] = meta
             if interest is None:
                 return NO_DELIVERY
-            return Delivery(interest.futures if ready else [], list(interest.watchers))
+            return Delivery(interest.futures if ready else [], interest.watchers)
 
     def fail(self, channels: Iterable[bytes]) -> list[ResultFuture]:
         """End the interest in ``channels`` (e.g. a refused SUBSCRIBE); returns the futures to fail."""

@@ -7,6 +7,7 @@ backend's single ResultConsumer. A forked child builds its own pool and consumer
 from __future__ import annotations
 
 import os
+import ssl
 import threading
 from collections.abc import Iterable, Sequence
 from typing import Any, Optional
@@ -114,6 +115,8 @@ class RedisBackend:
         params.pop("hosts", None)
         # Retrying is ours (bounded, per retry_policy); redis-py's own retries would multiply it.
         params["retry"] = Retry(NoBackoff(), 0)
+        if params.get("ssl_cert_reqs", ssl.CERT_NONE) != ssl.CERT_NONE:
+            params.setdefault("ssl_check_hostname", True)  # redis-py < 6 does not check host names by default
         return params
 
     def _make_pool(self, params: dict[str, Any], *, shared: bool) -> Any:
@@ -309,8 +312,13 @@ class RedisBackend:
                 return cached
         key = task_key(self._config.global_keyprefix, task_id)
         client = self.client
-        policy = {**self._config.retry_policy, "max_retries": 0} if once else self._config.retry_policy
-        raw = call_with_retry(lambda: client.get(key), policy, what="reading a result")
+        if once:
+            try:
+                raw = client.get(key)
+            except Exception as error:
+                raise translate(error) from error
+        else:
+            raw = call_with_retry(lambda: client.get(key), self._config.retry_policy, what="reading a result")
         if raw is None:
             return _meta.pending_meta(task_id)
         meta = self._decode_stored(key, raw)
@@ -398,6 +406,7 @@ class RedisBackend:
             meta = _meta.pending_meta(task_id)
         if meta["status"] in _meta.READY_STATES:
             return meta
+        del meta  # a pending wait holds nothing it does not need (thousands may be pending)
         if timeout is not None and timeout <= 0:
             raise ResultTimeout(f"result of task {task_id} not ready (timeout=0 checks once)")
         return self.result_consumer.wait_for(task_id, timeout)

@@ -63,6 +63,8 @@ def _value(meta: dict[str, Any], key: str, propagate: bool) -> Any:
 class AsyncResult:
     """A pending or finished task result, Celery's ``AsyncResult`` in spirit and names."""
 
+    __slots__ = ("__weakref__", "_ready_meta", "backend", "id")  # thousands may be pending at once
+
     def __init__(self, id: str, backend: Optional[ResultBackend] = None) -> None:
         if backend is None:
             raise ConfigError("AsyncResult needs a backend: backend.AsyncResult(id) or AsyncResult(id, backend=...)")

@@ -210,9 +210,12 @@ class _Process:
         """Run one command on a fresh connection and return the decoded reply, e.g. ``cli("CONFIG", "GET", "port")``."""
         client = self.client(decode_responses=True, retry=no_retry())
         try:
-            return client.execute_command(*args)
+            reply = client.execute_command(*args)
         finally:
             client.close()
+        if [str(a).upper() for a in args[:2]] == ["CONFIG", "GET"] and isinstance(reply, list):
+            reply = dict(zip(reply[::2], reply[1::2]))  # redis-py < 5.1 leaves the raw pairs
+        return reply
 
     def _probe(self) -> bool | None:
         client = self.client(socket_timeout=1, socket_connect_timeout=1, retry=no_retry())

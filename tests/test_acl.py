@@ -70,7 +70,17 @@ def backend(server: RedisServer) -> Iterator[RedisBackend]:
 
 
 def acl_denials(server: RedisServer) -> list[dict[str, Any]]:
-    return list(server.cli("ACL", "LOG"))
+    """ACL LOG entries as dicts (redis-py < 5.1 returns each entry as a flat list of pairs)."""
+
+    def text(value: Any) -> Any:
+        return value.decode() if isinstance(value, bytes) else value
+
+    entries = []
+    for entry in server.cli("ACL", "LOG"):
+        if isinstance(entry, list):
+            entry = dict(zip(entry[::2], entry[1::2]))
+        entries.append({text(key): text(value) for key, value in entry.items()})
+    return entries
 
 
 def exercise(backend: RedisBackend, server: RedisServer) -> None:

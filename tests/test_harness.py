@@ -77,7 +77,8 @@ def test_tls_server_rejects_wrong_ca(tls_server: RedisServer) -> None:
 
 def test_tls_certificate_names_localhost_only(tls_server: RedisServer) -> None:
     client = redis.Redis(
-        host="127.0.0.1", port=tls_server.port, ssl=True, ssl_ca_certs=tls_server.ca_path, retry=no_retry()
+        host="127.0.0.1", port=tls_server.port, ssl=True, ssl_ca_certs=tls_server.ca_path, retry=no_retry(),
+        ssl_check_hostname=True,  # the default only from redis-py 6 on
     )
     try:
         with pytest.raises(redis.ConnectionError, match="(?i)mismatch|doesn't match|not valid for"):

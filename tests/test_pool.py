@@ -10,6 +10,7 @@ import pytest
 import redis
 
 import redisresults
+from redisresults._subscriber import checkout
 from tests.helpers import clients_named, value_for
 from tests.servers import RedisServer
 
@@ -55,7 +56,7 @@ def test_pool_timeout_is_not_a_connection_error(redis_server: RedisServer) -> No
         redis_server.url, max_connections=1, transport_options={"retry_policy": {"timeout": 0.2}}
     )
     try:
-        held = backend.client.connection_pool.get_connection()  # the only connection, checked out
+        held = checkout(backend.client.connection_pool)  # the only connection, checked out
         try:
             with pytest.raises(redisresults.PoolTimeout, match="no free Redis connection") as caught:
                 backend.mark_as_done("t", 1)
