@@ -9,6 +9,7 @@ extra: the wait is entered only after redis-py said the pool is full.
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from typing import Any, Optional
@@ -16,10 +17,31 @@ from typing import Any, Optional
 import redis
 import redis.exceptions as rex
 import redis.sentinel
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from ._exceptions import PoolTimeout
 
 REDIS_PY_DEFAULT_MAX = 100
+
+
+def pool_params(connparams: dict[str, Any]) -> dict[str, Any]:
+    """redis-py pool kwargs from a backend's connparams."""
+    params = dict(connparams)
+    params.pop("hosts", None)
+    # Retrying is ours (bounded, per retry_policy); redis-py's own retries would multiply it.
+    params["retry"] = Retry(NoBackoff(), 0)
+    if params.get("ssl_cert_reqs", ssl.CERT_NONE) != ssl.CERT_NONE:
+        params.setdefault("ssl_check_hostname", True)  # redis-py < 6 does not check host names by default
+    return params
+
+
+def drainer_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The drainer's own two connections (Pub/Sub + key reads), outside ``max_connections``: RESP2 so
+    subscribed replies are plain arrays, and no redis-py health check (the drainer PINGs itself)."""
+    params = {**params, "max_connections": 2, "protocol": 2}
+    params.pop("health_check_interval", None)
+    return params
 
 
 def _pool_full(error: BaseException) -> bool:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Sequence
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
+import redis
 import redis.exceptions as rex
 
 from ._exceptions import ConnectionUnavailable, translate
@@ -110,8 +111,28 @@ class RedisSubscriber:
         finally:
             self._pool.release(self._conn)
 
+    def send_commands(self, commands: Sequence[Sequence[Any]]) -> None:
+        """Several commands in one write (pipelined); their replies come back in order."""
+        try:
+            self._conn.send_packed_command(self._conn.pack_commands(commands), check_health=False)
+        except _LOST as error:
+            raise lost(error) from error
+
     def _send(self, *args: Any) -> None:
         try:
             self._conn.send_command(*args, check_health=False)
         except _LOST as error:
             raise lost(error) from error
+
+
+def key_reader(pool: Any) -> Callable[[Sequence[bytes]], Sequence[Optional[bytes]]]:
+    """MGET on the drainer's own pool (never the shared one), errors translated at this boundary."""
+    reader = redis.Redis(connection_pool=pool)
+
+    def read_keys(keys: Sequence[bytes]) -> Sequence[Optional[bytes]]:
+        try:
+            return reader.mget(keys)  # type: ignore[return-value]  # bytes: decode_responses is off
+        except Exception as error:
+            raise translate(error) from error
+
+    return read_keys

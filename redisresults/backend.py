@@ -7,15 +7,12 @@ backend's single ResultConsumer. A forked child builds its own pool and consumer
 from __future__ import annotations
 
 import os
-import ssl
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any, Optional
 
 import redis
 import redis.sentinel
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from . import _meta
 from ._callbacks import CallbackRunner
@@ -34,11 +31,11 @@ from ._exceptions import (
 from ._keys import check_id, group_key, task_key
 from ._link import Link
 from ._log import get_logger
-from ._pool import REDIS_PY_DEFAULT_MAX, WaitingConnectionPool
+from ._pool import REDIS_PY_DEFAULT_MAX, WaitingConnectionPool, drainer_params, pool_params
 from ._retry import call_with_retry
 from ._runtime import resolve_mode
 from ._store import STORE_SCRIPT, ServerLimit, check_raw_size, store
-from ._subscriber import RedisSubscriber
+from ._subscriber import RedisSubscriber, key_reader
 from ._url import masked
 from .result import AsyncResult, GroupResult, ResultSet
 
@@ -111,13 +108,7 @@ class RedisBackend:
         return client
 
     def _pool_params(self) -> dict[str, Any]:
-        params = self.connparams
-        params.pop("hosts", None)
-        # Retrying is ours (bounded, per retry_policy); redis-py's own retries would multiply it.
-        params["retry"] = Retry(NoBackoff(), 0)
-        if params.get("ssl_cert_reqs", ssl.CERT_NONE) != ssl.CERT_NONE:
-            params.setdefault("ssl_check_hostname", True)  # redis-py < 6 does not check host names by default
-        return params
+        return pool_params(self.connparams)
 
     def _make_pool(self, params: dict[str, Any], *, shared: bool) -> Any:
         """The shared pool waits for a free connection (back-pressure); the drainer's has exactly two."""
@@ -127,30 +118,16 @@ class RedisBackend:
         return redis.ConnectionPool(**params)
 
     def _drainer_params(self) -> dict[str, Any]:
-        """The drainer's own two connections (Pub/Sub + key reads), outside ``max_connections``: RESP2 so
-        subscribed replies are plain arrays, and no redis-py health check (the drainer PINGs itself)."""
-        params = self._pool_params()
-        params.pop("health_check_interval", None)
-        params["max_connections"] = 2
-        params["protocol"] = 2
-        return params
+        return drainer_params(self._pool_params())
 
     def _link(self) -> Link:
         """What the drainer needs, and nothing of the backend itself."""
         pool = self._make_pool(self._drainer_params(), shared=False)
         self._drainer_pool = pool
-        reader = redis.Redis(connection_pool=pool)
-
-        def read_keys(keys: Sequence[bytes]) -> Sequence[Optional[bytes]]:
-            try:
-                return reader.mget(keys)  # type: ignore[return-value]  # bytes: decode_responses is off
-            except Exception as error:
-                raise translate(error) from error
-
         hc = self._config.connparams.get("health_check_interval")
         return Link(
             open_subscriber=lambda: RedisSubscriber(pool),
-            read_keys=read_keys,
+            read_keys=key_reader(pool),
             decode_message=lambda channel, data: self._decode_message(channel, data),
             decode_stored=lambda key, raw: self._decode_stored(key, raw),
             master_address=self._master_locator(),
