@@ -1,9 +1,11 @@
 """The drainer's Pub/Sub connection: a lean reader over one redis-py connection.
 
-This is the one module that relies on redis-py internals (a connection's socket and its
-parser's read buffer); ``tests/test_subscriber.py`` fails loudly when they change. The
-connection speaks RESP2, so subscribed replies are plain arrays (``[b"message", channel,
-data]``) and no per-message ``PubSub`` machinery runs. Errors leave here as redisresults errors.
+redis-py connects (TLS, AUTH/ACL, SELECT, CLIENT SETNAME, Sentinel discovery) and sends the
+commands; replies are read straight from the socket and parsed by ``_resp.parse`` (RESP2, so
+subscribed replies are plain arrays like ``[b"message", channel, data]``): no per-message
+``PubSub`` or general-parser machinery runs on the hot path. This is the one module that relies
+on redis-py internals (a connection's socket); ``tests/test_subscriber.py`` fails loudly when
+they change. Errors leave here as redisresults errors.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import redis
 import redis.exceptions as rex
 
 from ._exceptions import ConnectionUnavailable, translate
+from ._resp import ErrorReply, ProtocolError, parse
 
 # A lost, stalled or desynchronised connection: the drainer resyncs on a new one.
 _LOST = (rex.ConnectionError, rex.TimeoutError, rex.InvalidResponse, OSError, socket.timeout)
@@ -27,22 +30,6 @@ def checkout(pool: Any) -> Any:
         return pool.get_connection()
     except TypeError:
         return pool.get_connection("SUBSCRIBE")
-
-
-def buffered(conn: Any) -> bool:
-    """Replies already read off the socket (redis-py's buffer, or decrypted TLS records).
-
-    ``select`` cannot see them, so the drainer asks before blocking. Peeking at the buffer saves
-    a syscall per message; parsers without one (hiredis) fall back to ``can_read``.
-    """
-    buffer = getattr(getattr(conn, "_parser", None), "_buffer", None)
-    unread = getattr(buffer, "unread_bytes", None)
-    if unread is None:
-        return bool(conn.can_read(timeout=0))
-    if unread():
-        return True
-    pending = getattr(getattr(conn, "_sock", None), "pending", None)
-    return bool(pending()) if pending is not None else False
 
 
 def lost(error: BaseException) -> ConnectionUnavailable:
@@ -72,6 +59,9 @@ class RedisSubscriber:
         if sock is None:
             raise ConnectionUnavailable("the Pub/Sub connection closed while connecting")
         self._sock: socket.socket = sock
+        self._pending = getattr(sock, "pending", None)  # TLS: records decrypted but not yet read
+        self._buf = bytearray()
+        self._pos = 0
 
     @property
     def address(self) -> Optional[tuple[str, int]]:
@@ -94,16 +84,39 @@ class RedisSubscriber:
         self._send("PING", payload)
 
     def buffered(self) -> bool:
-        return buffered(self._conn)
+        return self._pos < len(self._buf) or (self._pending is not None and bool(self._pending()))
 
     def read(self) -> Any:
         """One reply (the socket is readable or buffered); an error reply is returned, not raised."""
+        while True:
+            if self._pos < len(self._buf):
+                try:
+                    parsed = parse(self._buf, self._pos)
+                except ProtocolError as error:
+                    raise lost(error) from error
+                if parsed is not None:
+                    reply, self._pos = parsed
+                    if self._pos == len(self._buf):
+                        self._buf.clear()
+                        self._pos = 0
+                    if isinstance(reply, ErrorReply):
+                        message = reply.message
+                        foreign = rex.NoPermissionError if message.startswith("NOPERM") else rex.ResponseError
+                        return translate(foreign(message))
+                    return reply
+            self._fill()
+
+    def _fill(self) -> None:
         try:
-            return self._conn.read_response()
-        except rex.ResponseError as error:
-            return translate(error)
-        except _LOST as error:
+            chunk = self._sock.recv(65536)
+        except OSError as error:  # socket.timeout included
             raise lost(error) from error
+        if not chunk:
+            raise ConnectionUnavailable("the server closed the Pub/Sub connection")
+        if self._pos:
+            del self._buf[: self._pos]
+            self._pos = 0
+        self._buf += chunk
 
     def close(self) -> None:
         try:

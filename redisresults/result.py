@@ -172,10 +172,13 @@ class AsyncResult:
         self.backend.result_consumer.register(self.id, on_ready)
 
     def as_future(self) -> concurrent.futures.Future[Any]:
-        """A ``concurrent.futures.Future`` for use with ``concurrent.futures.wait``/``as_completed``."""
-        result: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        """A ``concurrent.futures.Future`` for use with ``concurrent.futures.wait``/``as_completed``.
+
+        The drainer settles it directly (no thread hop); its done-callbacks run on the backend's
+        callback loop, never on the drainer.
+        """
+        result = _CallbackLoopFuture(self.backend.callbacks)
         result.set_running_or_notify_cancel()
-        runner = self.backend.callbacks
 
         def settle(future: ResultFuture) -> None:
             try:
@@ -183,12 +186,24 @@ class AsyncResult:
                 self._ready_meta = meta
                 value = _value(meta, self.label, propagate=True)
             except BaseException as error:
-                runner.submit(result.set_exception, error)
+                result.set_exception(error)
             else:
-                runner.submit(result.set_result, value)
+                result.set_result(value)
 
         self.backend.result_consumer.register(self.id, settle)
         return result
+
+
+class _CallbackLoopFuture(concurrent.futures.Future):  # type: ignore[type-arg]
+    """A Future whose done-callbacks (user code) run on the callback loop, so settling it is safe anywhere."""
+
+    def __init__(self, runner: CallbackRunner) -> None:
+        super().__init__()
+        self._runner = runner
+
+    def add_done_callback(self, fn: Callable[[concurrent.futures.Future[Any]], object]) -> None:
+        runner = self._runner
+        super().add_done_callback(lambda future: runner.submit(fn, future))
 
 
 class ResultSet:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import bz2
 import datetime as dt
 import pickle
 import sys
 import uuid
+import zlib
 from decimal import Decimal
 
 import kombu.serialization
@@ -377,3 +379,63 @@ def test_hostile_tags_never_escape(data: bytes) -> None:
         loads(data, JSON, DEFAULT_ACCEPT, key="k")
     except DecodeError:
         pass
+
+
+# -- Celery's result_compression (decoded on the way in) -------------------------------------------------------------
+
+
+def celery_compressed(document: bytes, method: str) -> bytes:
+    """What Celery's ``Backend.encode`` stores with ``result_compression=method`` (celery.backends.base)."""
+    from celery.backends.base import compress_payload
+
+    return compress_payload(document, method)
+
+
+@pytest.mark.parametrize("method", ["gzip", "zlib", "bzip2", "lzma"])
+def test_loads_decompresses_what_celery_compressed(method: str) -> None:
+    document = JSON.dumps({"status": "SUCCESS", "result": "x" * 5000, "task_id": "t"})
+    stored = celery_compressed(document, method)
+    assert stored.startswith(b"\x00celery-compressed\x00") and len(stored) < len(document)
+    assert loads(stored, JSON, DEFAULT_ACCEPT, key="k")["result"] == "x" * 5000
+
+
+def test_decompressed_pickle_is_still_refused_unless_accepted() -> None:
+    stored = celery_compressed(pickle.dumps({"status": "SUCCESS"}, protocol=4), "zlib")
+    with pytest.raises(ContentDisallowed, match="pickle"):
+        loads(stored, JSON, DEFAULT_ACCEPT, key="k")
+    assert loads(stored, PICKLE, ALL, key="k") == {"status": "SUCCESS"}
+
+
+def test_decompressed_msgpack() -> None:
+    stored = celery_compressed(MSGPACK.dumps({"status": "SUCCESS", "result": [1, 2]}), "lzma")
+    assert loads(stored, MSGPACK, ALL, key="k") == {"status": "SUCCESS", "result": [1, 2]}
+
+
+@pytest.mark.parametrize(
+    ("stored", "fragment"),
+    [
+        (b"\x00celery-compressed\x00application/x-rr-unknown\x00body", "unknown compression 'application/x-rr-unkno"),
+        (b"\x00celery-compressed\x00no-separator", "unknown compression"),
+        (b"\x00celery-compressed\x00application/x-gzip\x00not zlib " + SECRET.encode(), "with application/x-gzip"),
+        (b"\x00celery-compressed\x00application/x-gzip\x00" + zlib.compress(b'{"a": 1}')[:-4], "truncated"),
+        (b"\x00celery-compressed\x00" + b"\xff" * 300 + b"\x00", "a 300-byte name"),
+    ],
+)
+def test_bad_compressed_values_are_decode_errors_without_payload(stored: bytes, fragment: str) -> None:
+    with pytest.raises(DecodeError, match="key 'k'") as caught:
+        loads(stored, JSON, DEFAULT_ACCEPT, key="k")
+    assert fragment in str(caught.value)
+    assert SECRET not in str(caught.value)
+
+
+def test_a_decompression_bomb_is_refused() -> None:
+    from redisresults._compression import decompress as _decompress
+
+    stored = b"\x00celery-compressed\x00application/x-bz2\x00" + bz2.compress(b"\0" * 2_000_000)
+    with pytest.raises(DecodeError, match="expands past 1000000 bytes"):
+        _decompress(stored, "k", limit=1_000_000)
+    assert len(_decompress(stored, "k", limit=2_000_000)) == 2_000_000
+
+
+def test_an_uncompressed_value_is_untouched() -> None:
+    assert loads(b'{"status": "SUCCESS"}', JSON, DEFAULT_ACCEPT, key="k") == {"status": "SUCCESS"}

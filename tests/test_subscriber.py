@@ -31,10 +31,11 @@ def test_redis_py_internals_we_rely_on_are_there(redis_server: RedisServer) -> N
     connection = checkout(pool)
     try:
         connection.connect()
-        assert getattr(connection, "_sock", None) is not None, "redis-py Connection._sock is gone"
-        buffer = getattr(getattr(connection, "_parser", None), "_buffer", None)
-        if buffer is not None:  # the pure-Python parser (hiredis has none; can_read is the fallback then)
-            assert callable(getattr(buffer, "unread_bytes", None)), "redis-py SocketBuffer.unread_bytes is gone"
+        sock = getattr(connection, "_sock", None)
+        assert sock is not None, "redis-py Connection._sock is gone: RedisSubscriber reads from it"
+        assert callable(getattr(sock, "recv", None)) and callable(getattr(sock, "fileno", None))
+        # after connect() redis-py has read every reply it asked for: nothing is left in its buffer for us to lose
+        assert not connection.can_read(timeout=0)
     finally:
         pool.release(connection)
         pool.disconnect()

@@ -1,0 +1,80 @@
+"""The drainer's RESP2 parser: table tests and properties (any split of the bytes parses the same)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from redisresults._resp import ErrorReply, ProtocolError, parse
+
+
+def encode(value: Any) -> bytes:
+    if value is None:
+        return b"$-1\r\n"
+    if isinstance(value, bytes):
+        return b"$%d\r\n%s\r\n" % (len(value), value)
+    if isinstance(value, int):
+        return b":%d\r\n" % value
+    if isinstance(value, list):
+        return b"*%d\r\n" % len(value) + b"".join(encode(item) for item in value)
+    raise TypeError(value)
+
+
+@pytest.mark.parametrize(
+    ("wire", "reply"),
+    [
+        (b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$4\r\ndata\r\n", [b"message", b"ch", b"data"]),
+        (b"*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n", [b"subscribe", b"ch", 1]),
+        (b"*3\r\n$11\r\nunsubscribe\r\n$-1\r\n:0\r\n", [b"unsubscribe", None, 0]),
+        (b"*2\r\n$4\r\npong\r\n$0\r\n\r\n", [b"pong", b""]),
+        (b"+PONG\r\n", b"PONG"),
+        (b"-NOPERM no access\r\n", ErrorReply("NOPERM no access")),
+        (b"$5\r\na\r\nb\r\r\n", b"a\r\nb\r"),  # a payload may hold CRLF
+        (b"*0\r\n", []),
+        (b"*-1\r\n", None),
+    ],
+)
+def test_replies(wire: bytes, reply: Any) -> None:
+    assert parse(wire) == (reply, len(wire))
+    assert parse(wire + b"+x\r\n") == (reply, len(wire))  # the next reply is left alone
+    for cut in range(len(wire)):
+        assert parse(wire[:cut]) is None  # partial: wait for more bytes
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [b"?x\r\n", b"$abc\r\n", b"$3\r\nabcd\r\n", b"*-5\r\n", b"$-7\r\n", b":1.5\r\n", b"$999999999999\r\n"],
+)
+def test_garbage_is_a_protocol_error(wire: bytes) -> None:
+    with pytest.raises(ProtocolError):
+        parse(wire)
+
+
+def test_nesting_is_bounded() -> None:
+    with pytest.raises(ProtocolError):
+        parse(b"*1\r\n" * 20 + b":1\r\n")
+
+
+values = st.recursive(
+    st.one_of(st.none(), st.binary(max_size=40), st.integers(-(2**63), 2**63 - 1)),
+    lambda inner: st.lists(inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(st.lists(values, min_size=1, max_size=5), st.data())
+def test_stream_of_replies_parses_back_whatever_the_chunking(replies: list, data: st.DataObject) -> None:
+    wire = b"".join(encode(r) for r in replies)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(wire)), max_size=6)))
+    buf = bytearray()
+    pos, got, start = 0, [], 0
+    for cut in [*cuts, len(wire)]:
+        buf += wire[start:cut]
+        start = max(start, cut)
+        while (parsed := parse(buf, pos)) is not None:
+            reply, pos = parsed
+            got.append(reply)
+    assert got == replies and pos == len(wire)
