@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional, Union
 
 import cachetools
 
@@ -24,16 +24,39 @@ Watcher = Callable[[Meta], None]
 class _Interest:
     """Interest in one channel: waiting futures, ``consume_from`` holds and every-message watchers."""
 
-    __slots__ = ("futures", "holds", "task_id", "watchers")
+    __slots__ = ("_futures", "holds", "task_id", "watchers")
 
     def __init__(self, task_id: str) -> None:
         self.task_id = task_id
-        self.futures: list[ResultFuture] = []
+        # One waiter is the common case: held bare, a list only from the second on (thousands may be pending).
+        self._futures: Union[ResultFuture, list[ResultFuture], None] = None
         self.holds = 0
         self.watchers: tuple[Watcher, ...] = ()  # rare: a tuple, so a plain wait pays for no list
 
+    def add(self, future: ResultFuture) -> None:
+        if self._futures is None:
+            self._futures = future
+        elif isinstance(self._futures, list):
+            self._futures.append(future)
+        else:
+            self._futures = [self._futures, future]
+
+    def remove(self, future: ResultFuture) -> bool:
+        if self._futures is future:
+            self._futures = None
+            return True
+        if isinstance(self._futures, list) and future in self._futures:
+            self._futures.remove(future)
+            return True
+        return False
+
+    def futures(self) -> list[ResultFuture]:
+        if self._futures is None:
+            return []
+        return list(self._futures) if isinstance(self._futures, list) else [self._futures]
+
     def idle(self) -> bool:
-        return not (self.futures or self.holds or self.watchers)
+        return not (self._futures or self.holds or self.watchers)
 
 
 class Delivery(NamedTuple):
@@ -69,6 +92,7 @@ class Router:
             cachetools.LRUCache(maxsize=cache_max) if cache_max > 0 else None
         )
         self._closed: Optional[DrainerError] = None
+        self._pending = 0  # futures in the table, kept as a count so stats() is O(1)
 
     # ---------------------------------------------------------------- callers
 
@@ -81,16 +105,17 @@ class Router:
                 if cached is not None:
                     return cached, False
             interest, wake = self._interest(channel, task_id)
-            interest.futures.append(future)
+            interest.add(future)
+            self._pending += 1
         return None, wake
 
     def discard(self, channel: bytes, future: ResultFuture) -> bool:
         """Remove a future whose waiter gave up; True when the drainer must be woken."""
         with self._lock:
             interest = self._interests.get(channel)
-            if interest is None or future not in interest.futures:
+            if interest is None or not interest.remove(future):
                 return False
-            interest.futures.remove(future)
+            self._pending -= 1
             return self._drop_if_idle(channel, interest)
 
     def hold(self, channel: bytes, task_id: str) -> bool:
@@ -147,7 +172,7 @@ class Router:
     def counts(self) -> dict[str, int]:
         with self._lock:
             return {
-                "pending": sum(len(i.futures) for i in self._interests.values()),
+                "pending": self._pending,
                 "channels": len(self._interests),
                 "cached": len(self._cache) if self._cache is not None else 0,
                 "unapplied": len(self._changed),
@@ -183,7 +208,9 @@ class Router:
                     self._cache[task_id] = meta
             if interest is None:
                 return NO_DELIVERY
-            return Delivery(interest.futures if ready else [], interest.watchers)
+            futures = interest.futures() if ready else []
+            self._pending -= len(futures)
+            return Delivery(futures, interest.watchers)
 
     def fail(self, channels: Iterable[bytes]) -> list[ResultFuture]:
         """End the interest in ``channels`` (e.g. a refused SUBSCRIBE); returns the futures to fail."""
@@ -193,7 +220,8 @@ class Router:
                 interest = self._interests.pop(channel, None)
                 if interest is not None:
                     self._changed.setdefault(channel, False)
-                    failed.extend(interest.futures)
+                    failed.extend(interest.futures())
+            self._pending -= len(failed)
         return failed
 
     def close(self, error: DrainerError) -> list[ResultFuture]:
@@ -203,7 +231,8 @@ class Router:
                 self._closed = error
             interests, self._interests = self._interests, {}
             self._changed = {}
-        return [future for interest in interests.values() for future in interest.futures]
+            self._pending = 0
+        return [future for interest in interests.values() for future in interest.futures()]
 
     # ---------------------------------------------------------------- under the lock
 
