@@ -6,6 +6,7 @@ background drainer holding one Pub/Sub connection that routes results to per-tas
 
 from __future__ import annotations
 
+from ._cluster import ClusterBackend
 from ._config import W_REDIS_SSL_CERT_NONE, W_REDIS_SSL_CERT_OPTIONAL
 from ._consumer import ResultConsumer, Watch
 from ._exceptions import (
@@ -49,6 +50,7 @@ __all__ = [
     "AuthenticationFailed",
     "BackendStoreError",
     "CertificateRejected",
+    "ClusterBackend",
     "ConfigError",
     "ConnectionUnavailable",
     "ContentDisallowed",

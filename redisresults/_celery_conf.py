@@ -15,7 +15,7 @@ from typing import Any, Optional
 from ._config import url_values
 from ._exceptions import ConfigError
 from ._options import CELERY_OPTIONS
-from ._url import SENTINEL_SCHEMES, parse_url, scheme_of, split_sentinel_url
+from ._url import CLUSTER_SCHEMES, SENTINEL_SCHEMES, parse_url, scheme_of, split_cluster_url, split_sentinel_url
 
 # Celery settings that exist but do not change how results are stored or awaited here.
 CELERY_IGNORED = frozenset(
@@ -88,7 +88,11 @@ def options_from_celery(settings: Mapping[str, Any]) -> tuple[Optional[str], dic
 
 def _url_option_names(url: str) -> set[str]:
     """The option names that ``url`` (every node of a sentinel URL) gives a value."""
-    nodes = split_sentinel_url(url) if scheme_of(url) in SENTINEL_SCHEMES else [url]
+    scheme = scheme_of(url)
+    if scheme in SENTINEL_SCHEMES:
+        nodes = split_sentinel_url(url)
+    else:
+        nodes = split_cluster_url(url) if scheme in CLUSTER_SCHEMES else [url]
     names: set[str] = set()
     for node in nodes:
         names.update(url_values(parse_url(node)))
@@ -107,7 +111,7 @@ def _normalize_setting(key: str) -> str:
 def _strip_backend_alias(url: str) -> str:
     """Celery's ``redis+socket://`` style (backend alias + URL) maps to the URL's own scheme."""
     scheme, sep, rest = url.partition("://")
-    if sep and "+" in scheme and scheme.lower() != "redis+socket":
+    if sep and "+" in scheme and scheme.lower() not in ("redis+socket", *CLUSTER_SCHEMES):
         alias, _, inner = scheme.partition("+")
         if alias.lower() in ("redis", "rediss", "sentinel"):
             return f"{inner}://{rest}"

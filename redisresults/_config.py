@@ -16,6 +16,7 @@ from ._connparams import (
     E_REDIS_SSL_PARAMS_AND_SCHEME_MISMATCH,
     W_REDIS_SSL_CERT_NONE,
     W_REDIS_SSL_CERT_OPTIONAL,
+    cluster_connparams,
     redis_connparams,
     sentinel_connparams,
 )
@@ -31,7 +32,16 @@ from ._options import (
     option,
 )
 from ._serialization import check_writable
-from ._url import SENTINEL_SCHEMES, ParsedURL, parse_url, path_db, scheme_of, split_sentinel_url
+from ._url import (
+    CLUSTER_SCHEMES,
+    SENTINEL_SCHEMES,
+    ParsedURL,
+    parse_url,
+    path_db,
+    scheme_of,
+    split_cluster_url,
+    split_sentinel_url,
+)
 
 __all__ = [
     "DEFAULT_RETRY_POLICY",
@@ -55,7 +65,7 @@ _TRANSPORT = "transport_options"
 class Config:
     """Everything a backend needs, validated. ``connparams`` are redis-py pool kwargs."""
 
-    kind: str  # "redis" or "sentinel"
+    kind: str  # "redis", "sentinel" or "cluster"
     url: Optional[str] = field(repr=False)
     connparams: dict[str, Any] = field(repr=False)
     master_name: Optional[str] = None
@@ -84,13 +94,21 @@ def build_config(url: Optional[str] = None, **options: Any) -> Config:
         if value is not None or option(name).none_is_value
     }
     url = url if url != "" else None
-    if url is not None and scheme_of(url) in SENTINEL_SCHEMES:
+    scheme = scheme_of(url) if url is not None else None
+    if url is not None and scheme in SENTINEL_SCHEMES:
         kind = "sentinel"
         nodes = [parse_url(node) for node in split_sentinel_url(url)]
         node_values = [url_values(node) for node in nodes]
         shared = _shared_values(nodes, node_values)
         values = _resolve(explicit, shared)
         connparams, warnings = sentinel_connparams(values, nodes, node_values, _ssl_part(shared))
+    elif url is not None and scheme in CLUSTER_SCHEMES:
+        kind = "cluster"
+        nodes = [parse_url(node) for node in split_cluster_url(url)]
+        shared = _shared_values(nodes, [url_values(node) for node in nodes], what="cluster")
+        _check_cluster(explicit, shared)
+        values = _resolve(explicit, shared)
+        connparams, warnings = cluster_connparams(values, nodes, _ssl_part(shared), tls=scheme == "rediss+cluster")
     else:
         kind = "redis"
         parsed = parse_url(url) if url is not None else None
@@ -180,19 +198,42 @@ def _resolve(explicit: Mapping[str, Any], from_url: Mapping[str, Any]) -> dict[s
     return values
 
 
-def _shared_values(nodes: Sequence[ParsedURL], node_values: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """What every sentinel node's URL says beside its address; nodes must not disagree."""
+def _shared_values(
+    nodes: Sequence[ParsedURL], node_values: Sequence[Mapping[str, Any]], what: str = "sentinel"
+) -> dict[str, Any]:
+    """What every sentinel (or cluster startup) node's URL says beside its address; nodes must not disagree."""
     shared: dict[str, Any] = {}
     for node, given in zip(nodes, node_values):
         if node.host is None:
-            raise ConfigError("every sentinel node needs a host, e.g. sentinel://10.0.0.1:26379")
+            example = "sentinel://10.0.0.1:26379" if what == "sentinel" else f"{node.scheme}://10.0.0.1:7000"
+            raise ConfigError(f"every {what} node needs a host, e.g. {example}")
         for key, value in given.items():
             if key in ("host", "port"):
                 continue
             if key in shared and shared[key] != value:
-                raise ConfigError(f"sentinel nodes disagree on {key}; give it once (or as an option)")
+                raise ConfigError(f"{what} nodes disagree on {key}; give it once (or as an option)")
             shared[key] = value
     return shared
+
+
+# Options a Redis Cluster has no use for: naming them is a mistake worth an error, not a silent no-op.
+_NOT_FOR_CLUSTER = ("host", "port")
+_NOT_FOR_CLUSTER_TRANSPORT = ("master_name", "min_other_sentinels", "sentinel_kwargs")
+
+
+def _check_cluster(explicit: Mapping[str, Any], from_url: Mapping[str, Any]) -> None:
+    """A cluster has one database (0), its nodes come from the URL, and it has no Sentinel."""
+    given = sorted(name for name in _NOT_FOR_CLUSTER if name in explicit)
+    transport = explicit.get(_TRANSPORT) or {}
+    given += sorted(f"transport_options[{key!r}]" for key in _NOT_FOR_CLUSTER_TRANSPORT if key in transport)
+    if given:
+        raise ConfigError(
+            f"option(s) {', '.join(given)} do not apply to Redis Cluster (the startup nodes come from the "
+            "redis+cluster:// URL; there is no Sentinel)"
+        )
+    db = explicit.get("db", from_url.get("db", 0))
+    if db != 0:
+        raise ConfigError(f"Redis Cluster has only database 0; db={db} cannot be used with redis+cluster://")
 
 
 def _ssl_part(from_url: Mapping[str, Any]) -> dict[str, Any]:

@@ -31,6 +31,7 @@ E_REDIS_SSL_PARAMS_AND_SCHEME_MISMATCH = (
     "A Redis SSL connection URL should use the scheme rediss://."
 )
 SENTINEL_PORT = 26379
+CLUSTER_PORT = 6379
 _SOCKET_DROPS = ("host", "port", "socket_connect_timeout", "socket_keepalive")  # meaningless on a Unix socket
 _SSL_FILES = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_ca_path")
 
@@ -86,6 +87,33 @@ def sentinel_connparams(
     tls, warnings = _tls(ssl_opts)
     connparams["connection_class"] = redis.sentinel.SentinelManagedSSLConnection
     connparams.update(tls)
+    return connparams, warnings
+
+
+def cluster_connparams(
+    values: Mapping[str, Any], nodes: Sequence[ParsedURL], url_ssl: Mapping[str, Any], *, tls: bool
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """``(connparams, warnings)`` for a ``redis+cluster://`` URL: no host/port/db, a ``startup_nodes`` list.
+
+    The other keys are the per-node connection kwargs ``redis.cluster.RedisCluster`` hands every node's pool.
+    """
+    connparams = _common(values)
+    for key in ("host", "port", "db"):
+        connparams.pop(key, None)
+    connparams["startup_nodes"] = [
+        {"host": node.host, "port": node.port if node.port is not None else CLUSTER_PORT} for node in nodes
+    ]
+    ssl_opts = {**url_ssl, **(values["ssl"] or {})}
+    if not tls and ssl_opts:
+        raise ConfigError(
+            "SSL connection parameters have been provided but the URL scheme is redis+cluster://. "
+            "A Redis Cluster SSL connection URL should use the scheme rediss+cluster://."
+        )
+    if not tls:
+        return connparams, ()
+    secure, warnings = _tls(ssl_opts)
+    connparams["connection_class"] = redis.SSLConnection
+    connparams.update(secure)
     return connparams, warnings
 
 

@@ -143,6 +143,7 @@ _TRANSLATIONS: tuple[tuple[type[BaseException], type[RedisResultsError]], ...] =
     (rex.TimeoutError, ConnectionUnavailable),
     (OSError, ConnectionUnavailable),
     (rex.RedisError, RedisFailure),
+    (rex.RedisClusterException, RedisFailure),  # redis-py's cluster client errors are not RedisErrors
 )
 
 

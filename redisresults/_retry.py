@@ -20,7 +20,10 @@ from ._log import get_logger
 T = TypeVar("T")
 log = get_logger()
 
-_TRANSIENT_REPLIES = ("READONLY", "LOADING", "MASTERDOWN", "TRYAGAIN", "NOREPLICAS")
+_TRANSIENT_REPLIES = ("READONLY", "LOADING", "MASTERDOWN", "TRYAGAIN", "NOREPLICAS", "CLUSTERDOWN")
+# Redis Cluster: a slot moving or a failover under way (redis-py strips the reply's code from these).
+_TRANSIENT_CLUSTER = (rex.ClusterDownError, rex.TryAgainError, rex.AskError, rex.ClusterError,
+                      rex.SlotNotCoveredError)
 
 
 def is_transient(error: BaseException) -> bool:
@@ -31,6 +34,10 @@ def is_transient(error: BaseException) -> bool:
         return False
     if certificate_rejected(error):
         return False
+    if isinstance(error, _TRANSIENT_CLUSTER):
+        return True
+    if isinstance(error, rex.RedisClusterException):  # no startup node answered while mapping the slots
+        return str(error).startswith("Redis Cluster cannot be connected")
     if isinstance(error, (rex.ConnectionError, rex.TimeoutError, rex.ReadOnlyError, rex.BusyLoadingError)):
         return True
     if isinstance(error, rex.ResponseError):

@@ -53,6 +53,10 @@ end
 return 1
 """
 
+# Redis Cluster: the same script, announced on the key's *shard* channel (same slot as the key, so the script
+# stays legal on every node; classic PUBLISH is a separate namespace that SSUBSCRIBErs never see).
+SHARDED_STORE_SCRIPT = STORE_SCRIPT.replace("redis.call('PUBLISH'", "redis.call('SPUBLISH'")
+
 REF_STATE = "STORED"
 REF_FIELD = "redisresults_ref"
 # Redis refuses to lower proto-max-bulk-len below 1 MB, so smaller payloads never need the lookup.

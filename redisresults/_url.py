@@ -19,7 +19,8 @@ from ._options import option
 TCP_SCHEMES = ("redis", "rediss")
 SOCKET_SCHEMES = ("socket", "redis+socket", "unix")
 SENTINEL_SCHEMES = ("sentinel",)
-SCHEMES = TCP_SCHEMES + SOCKET_SCHEMES + SENTINEL_SCHEMES
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+SCHEMES = TCP_SCHEMES + SOCKET_SCHEMES + SENTINEL_SCHEMES + CLUSTER_SCHEMES
 
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
 _HOST_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
@@ -48,7 +49,7 @@ class ParsedURL:
 
     @property
     def is_tls(self) -> bool:
-        return self.scheme == "rediss"
+        return self.scheme in ("rediss", "rediss+cluster")
 
 
 def scheme_of(url: str) -> str:
@@ -115,6 +116,24 @@ def split_sentinel_url(url: str) -> list[str]:
             raise ConfigError(f"every node of a sentinel URL must use sentinel://, got {scheme}://")
     if not nodes:
         raise ConfigError("a sentinel:// URL needs at least one node")
+    return nodes
+
+
+def split_cluster_url(url: str) -> list[str]:
+    """The ``;``-separated startup-node URLs of a ``redis+cluster://`` (or ``rediss+cluster://``) URL."""
+    first = scheme_of(url)
+    if first not in CLUSTER_SCHEMES:
+        raise ConfigError("not a redis+cluster:// URL")
+    nodes = [chunk.strip() for chunk in url.split(";") if chunk.strip()]
+    for node in nodes:
+        if "," in node.partition("?")[0]:
+            raise ConfigError(
+                "cluster startup nodes must be separated by ';', not ',': "
+                f"write {first}://h1:7000;{first}://h2:7001"
+            )
+        scheme = scheme_of(node)
+        if scheme != first:
+            raise ConfigError(f"every node of a {first}:// URL must use {first}://, got {scheme}://")
     return nodes
 
 
@@ -204,6 +223,7 @@ def _split_hostport(hostport: str, scheme: str) -> tuple[Optional[str], Optional
     else:
         if hostport.count(":") > 1:
             hint = " (separate sentinel nodes with ';')" if scheme == "sentinel" else ""
+            hint = " (separate cluster nodes with ';')" if scheme in CLUSTER_SCHEMES else hint
             raise ConfigError(f"URL host and port {hostport!r} is malformed{hint}")
         host, _, port_text = hostport.partition(":")
         if "," in host or "," in port_text:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import select
 import socket
+from collections.abc import Sequence
 from typing import Any, Optional
 
 
@@ -39,6 +40,18 @@ class WakeUp:
             except OSError:
                 pass
         return sock is not None and sock in readable
+
+    def wait_many(self, socks: Sequence[socket.socket], timeout: float) -> list[socket.socket]:
+        """Like ``wait`` over several sockets at once (Redis Cluster: one per node); the readable ones."""
+        readable, _, _ = select.select([*socks, self._r], [], [], max(0.0, timeout))
+        if self._r in readable:
+            readable.remove(self._r)
+            try:
+                while self._r.recv(4096):
+                    pass
+            except OSError:
+                pass
+        return readable
 
     def close(self) -> None:
         self._r.close()

@@ -71,7 +71,8 @@ class RedisBackend:
 
     def _check_kind(self) -> None:
         if self._config.kind != "redis":
-            raise ConfigError("sentinel:// URLs need SentinelBackend (backend_from_url picks it for you)")
+            which = "ClusterBackend" if self._config.kind == "cluster" else "SentinelBackend"
+            raise ConfigError(f"{self._config.kind} URLs need {which} (backend_from_url picks it for you)")
 
     # ------------------------------------------------------------------ connection
 

@@ -19,6 +19,7 @@ import pytest
 import redis
 
 from redisresults import RedisBackend
+from tests.cluster import fresh_cluster, redis_cluster  # noqa: F401  # the Redis Cluster fixtures
 from tests.servers import RedisServer, SentinelGroup, ServerUnavailable
 
 __all__ = [

@@ -12,6 +12,7 @@ import redis
 import redisresults
 
 from ._burst import figure_burst
+from ._cluster import cluster_url_from_env, figure_cluster
 from ._common import Options, Progress, Row, no_progress
 from ._drain import figure_drain
 from ._fanin import figure_fan_in
@@ -48,16 +49,20 @@ def environment(url: str) -> dict[str, Any]:
 
 
 def run(url: str, options: Optional[Options] = None, progress: Progress = no_progress,
-        tcp_url: Optional[str] = None) -> dict[str, Any]:
+        tcp_url: Optional[str] = None, cluster_url: Optional[str] = None) -> dict[str, Any]:
     """Every figure, as rows ``{figure, unit, ours, raw, ratio, spread, target, pass}``, and the environment.
 
     ``tcp_url``: the same server over TCP, for the drain-latency figure's TCP variant (when ``url`` is a
-    Unix socket). Passwords in either URL show only as ``**`` in the report.
+    Unix socket). Passwords in either URL show only as ``**`` in the report. ``cluster_url`` (default
+    ``$REDISRESULTS_BENCH_CLUSTER_URL``): a Redis Cluster for the cluster figures; none, none run.
     """
     opts = options or Options()
     rows: list[Row] = figure_drain(url, opts, progress, tcp_url=tcp_url)
     for figure in FIGURES:
         rows.extend(figure(url, opts, progress))
+    cluster_url = cluster_url or cluster_url_from_env()
+    if cluster_url:
+        rows.extend(figure_cluster(cluster_url, opts, progress))
     return {
         "environment": environment(url),
         "options": asdict(opts),

@@ -1,0 +1,90 @@
+"""Handing what a drainer received to the router: decode, deliver to futures and watchers, count.
+
+The cluster drainer's half of what ``_drainer.Drainer`` does inline for its one connection: a
+published message or a key read becomes a meta, the router says who waits for it, and the
+futures are settled outside every lock. Confined to the drainer's thread, like the drainer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any, Optional
+
+from ._exceptions import DecodeError, RedisResultsError
+from ._future import ResultFuture, settle
+from ._link import Link, Meta
+from ._log import get_logger
+from ._meta import READY_STATES
+from ._router import Delivery, Router
+
+log = get_logger("redisresults.drainer")
+
+#: ``message`` returns this for a reference to a result too large to publish: read the key instead.
+READ_KEY = object()
+
+
+class Dispatch:
+    """Decodes and delivers for a drainer; ``counters`` is the drainer's own dict (messages, reads...)."""
+
+    def __init__(self, link: Link, router: Router, counters: dict[str, int]) -> None:
+        self._link = link
+        self._router = router
+        self.counters = counters
+        self.yielded = False  # reset per batch: waiters woken get the CPU once per batch, not per result
+
+    def message(self, channel: bytes, data: Any) -> Optional[object]:
+        """A published payload; ``READ_KEY`` when it only announces a stored result too large to publish."""
+        self.counters["messages"] += 1
+        try:
+            meta = self._link.decode_message(channel, data)
+        except RedisResultsError as error:
+            self.counters["skipped_messages"] += 1
+            size = len(data) if isinstance(data, (bytes, str)) else 0
+            log.warning("message_skipped", channel=channel.decode("utf-8", "replace"), size=size, reason=str(error))
+            return None
+        if meta is None:
+            return READ_KEY
+        self.deliver(self._router.deliver(channel, meta), meta)
+        return None
+
+    def found(self, chunk: Sequence[bytes], values: Sequence[Optional[bytes]], recovering: set[bytes]) -> list[bytes]:
+        """Stored values read for ``chunk``; returns the channels whose waiters got a ready result."""
+        resolved: list[bytes] = []
+        for channel, raw in zip(chunk, values):
+            if raw is None:
+                continue
+            try:
+                meta = self._link.decode_stored(channel, raw)
+            except (DecodeError, RedisResultsError) as error:
+                self.fail([channel], error)
+                continue
+            if meta.get("status") not in READY_STATES:
+                continue
+            delivery = self._router.deliver(channel, meta)
+            if delivery.futures:
+                resolved.append(channel)
+                if channel in recovering:
+                    self.counters["recovered"] += 1
+            self.deliver(delivery, meta)
+        return resolved
+
+    def fail(self, channels: Sequence[bytes], error: BaseException) -> None:
+        self.settle(self._router.fail(channels), error=error)
+
+    def deliver(self, delivery: Delivery, meta: Meta) -> None:
+        if delivery.futures:
+            self.settle(delivery.futures, meta=meta)
+        for watcher in delivery.watchers:
+            try:
+                watcher(meta)
+            except Exception as error:  # a watcher only enqueues; it must never stop the drainer
+                log.error("watcher_failed", error=repr(error))
+        if delivery.futures and not self.yielded:
+            self.yielded = True  # let the woken waiters run first (gevent: yield to the hub)
+            time.sleep(0)
+
+    def settle(
+        self, futures: list[ResultFuture], meta: Optional[Meta] = None, error: Optional[BaseException] = None
+    ) -> None:
+        settle(futures, meta, error, on_listener_error=lambda exc: log.error("listener_failed", error=repr(exc)))

@@ -1,0 +1,274 @@
+"""The cluster drainer's per-node logic on fakes: reply matching, a slot moving, a lost node — no server.
+
+``FakeNodeConn`` answers SSUBSCRIBE/SUNSUBSCRIBE like a node that owns the slots ``FakeCluster`` says it owns
+(MOVED otherwise); readiness is a real socket pair, so the drainer's ``select`` runs unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections import deque
+from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
+
+import pytest
+import redis.exceptions as rex
+
+from redisresults._cluster_drainer import ClusterDrainer
+from redisresults._cluster_node import LEAVE, REFUSED, Node, NodeLost
+from redisresults._cluster_subscriber import slot_of
+from redisresults._exceptions import ConnectionUnavailable, PermissionDenied, ServerError
+from redisresults._future import ResultFuture
+from redisresults._link import Link
+from redisresults._router import Changes, Router
+
+Address = Tuple[str, int]
+A, B = ("10.0.0.1", 7000), ("10.0.0.2", 7001)
+
+
+def moved(slot: int, to: Address) -> ServerError:
+    error = ServerError(f"{slot} {to[0]}:{to[1]}")
+    error.__cause__ = rex.MovedError(f"{slot} {to[0]}:{to[1]}")
+    return error
+
+
+class FakeNodeConn:
+    def __init__(self, cluster: FakeCluster, address: Address) -> None:
+        self.cluster, self.address = cluster, address
+        self._ours, self._theirs = socket.socketpair()
+        self._ours.setblocking(False)
+        self.replies: Deque[Any] = deque()
+        self.sent: List[Tuple[str, bytes]] = []
+        self.subscribed: set[bytes] = set()
+
+    def push(self, reply: Any) -> None:
+        self.replies.append(reply)
+        self._theirs.send(b"r")
+
+    def selectable(self) -> socket.socket:
+        return self._ours
+
+    def subscribe(self, channels: Sequence[bytes]) -> None:
+        for channel in channels:
+            self.sent.append(("SSUBSCRIBE", channel))
+            owner = self.cluster.real_owner(channel)
+            if owner != self.address:
+                self.push(moved(slot_of(channel), owner))
+            else:
+                self.subscribed.add(channel)
+                self.push([b"ssubscribe", channel, len(self.subscribed)])
+
+    def unsubscribe(self, channels: Sequence[bytes]) -> None:
+        for channel in channels:
+            self.sent.append(("SUNSUBSCRIBE", channel))
+            self.subscribed.discard(channel)
+            self.push([b"sunsubscribe", channel, len(self.subscribed)])
+
+    def ping(self, payload: bytes) -> None:
+        self.push([b"pong", payload])
+
+    def buffered(self) -> bool:
+        return bool(self.replies)
+
+    def read(self) -> Any:
+        reply = self.replies.popleft()
+        self._ours.recv(1)
+        if isinstance(reply, ConnectionUnavailable):
+            raise reply
+        return reply
+
+    def close(self) -> None:
+        self._ours.close()
+        self._theirs.close()
+
+
+class FakeCluster:
+    """Two nodes; ``owners`` is the truth, ``view`` what the last refresh saw."""
+
+    def __init__(self) -> None:
+        self.moved_slots: Dict[int, Address] = {}
+        self.view: Dict[int, Address] = {}
+        self.store: Dict[bytes, bytes] = {}
+        self.conns: Dict[Address, FakeNodeConn] = {}
+        self.down: set[Address] = set()
+        self.refreshes = 0
+        self.reads: List[List[bytes]] = []
+
+    def real_owner(self, channel: bytes) -> Address:
+        slot = slot_of(channel)
+        return self.moved_slots.get(slot, A if slot < 8192 else B)
+
+    # TopologyLike
+    def refresh(self) -> None:
+        self.refreshes += 1
+        self.view = dict(self.moved_slots)
+
+    def owner(self, slot: int) -> Optional[Address]:
+        if not self.refreshes:
+            return None
+        return self.view.get(slot, A if slot < 8192 else B)
+
+    def open(self, address: Address) -> FakeNodeConn:
+        if address in self.down:
+            raise ConnectionUnavailable(f"{address} down")
+        conn = self.conns[address] = FakeNodeConn(self, address)
+        return conn
+
+    def read_keys(self, keys: List[bytes]) -> List[Optional[bytes]]:
+        self.reads.append(list(keys))
+        return [self.store.get(key) for key in keys]
+
+    def close(self) -> None:
+        pass
+
+
+def channel_on(node: Address, n: int = 0) -> bytes:
+    """A channel whose slot the fake puts on ``node``."""
+    found = 0
+    for i in range(100000):
+        channel = f"celery-task-meta-{i}".encode()
+        if (slot_of(channel) < 8192) == (node == A):
+            if found == n:
+                return channel
+            found += 1
+    raise AssertionError
+
+
+def doc(status: str = "SUCCESS", result: Any = 1) -> bytes:
+    return json.dumps({"status": status, "result": result}).encode()
+
+
+@pytest.fixture
+def setup() -> Tuple[ClusterDrainer, Router, FakeCluster]:
+    cluster = FakeCluster()
+    router = Router(0)
+    link = Link(open_subscriber=lambda: None,  # type: ignore[arg-type,return-value]
+                read_keys=lambda keys: [], decode_message=lambda c, d: json.loads(d),
+                decode_stored=lambda c, raw: json.loads(raw), health_interval=10.0)
+    drainer = ClusterDrainer(link, router, cluster)
+    yield drainer, router, cluster
+    drainer.close_wakeup()
+
+
+def wait_on(router: Router, channel: bytes) -> ResultFuture:
+    future = ResultFuture(channel.decode())
+    router.register(channel, channel.decode(), future)
+    return future
+
+
+def steps(drainer: ClusterDrainer, n: int = 6) -> None:
+    for _ in range(n):
+        drainer.drain_once(0.0)
+
+
+def until(drainer: ClusterDrainer, done: Any, timeout: float = 5.0) -> None:
+    """Drain (timers are real: refresh throttling, reconnect backoff) until ``done()`` or the timeout."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, "timed out"
+        drainer.drain_once(0.05)
+
+
+def test_subscribes_each_channel_on_its_owner_then_reads(setup: Any) -> None:
+    drainer, router, cluster = setup
+    on_a, on_b = channel_on(A), channel_on(B)
+    cluster.store[on_b] = doc(result="b")
+    fa, fb = wait_on(router, on_a), wait_on(router, on_b)
+    steps(drainer)
+    assert cluster.conns[A].sent == [("SSUBSCRIBE", on_a)]
+    assert cluster.conns[B].sent == [("SSUBSCRIBE", on_b), ("SUNSUBSCRIBE", on_b)]  # read, resolved, done
+    assert fb.done and fb.meta()["result"] == "b" and not fa.done
+    assert drainer.snapshot()["nodes"] == {"10.0.0.1:7000": 1, "10.0.0.2:7001": 0}
+    cluster.conns[A].push([b"smessage", on_a, doc(result="a")])
+    steps(drainer, 2)
+    assert fa.meta()["result"] == "a"
+
+
+def test_server_sunsubscribe_moves_the_channel_and_rereads(setup: Any) -> None:
+    drainer, router, cluster = setup
+    channel = channel_on(A)
+    future = wait_on(router, channel)
+    steps(drainer)
+    assert cluster.conns[A].subscribed == {channel}
+    cluster.moved_slots[slot_of(channel)] = B  # the slot migrates; a store meanwhile reached nobody
+    cluster.store[channel] = doc(result="late")
+    cluster.conns[A].push([b"sunsubscribe", channel, 0])
+    until(drainer, lambda: future.done)
+    assert ("SSUBSCRIBE", channel) in cluster.conns[B].sent
+    assert future.done and future.meta()["result"] == "late"
+    assert drainer.counters["recovered"] == 1 and drainer.counters["topology_refreshes"] >= 2
+
+
+def test_moved_reply_refreshes_and_resubscribes(setup: Any) -> None:
+    drainer, router, cluster = setup
+    channel = channel_on(A, 1)
+    steps(drainer)
+    cluster.refresh()  # the drainer's view says A...
+    cluster.moved_slots[slot_of(channel)] = B  # ...but B owns it already
+    future = wait_on(router, channel)
+    cluster.store[channel] = doc()
+    until(drainer, lambda: future.done)
+    assert future.done and ("SSUBSCRIBE", channel) in cluster.conns[B].sent
+
+
+def test_lost_node_resubscribes_after_the_failover(setup: Any) -> None:
+    drainer, router, cluster = setup
+    channel = channel_on(A, 2)
+    future = wait_on(router, channel)
+    steps(drainer)
+    cluster.conns[A].push(ConnectionUnavailable("gone"))
+    cluster.down.add(A)
+    cluster.moved_slots[slot_of(channel)] = B  # B was promoted
+    cluster.store[channel] = doc(result="kept")
+    until(drainer, lambda: future.done)
+    assert future.done and future.meta()["result"] == "kept"
+    assert drainer.counters["reconnects"] == 1
+
+
+def test_refused_subscribe_fails_only_its_wait(setup: Any) -> None:
+    drainer, router, cluster = setup
+    bad, good = channel_on(A, 3), channel_on(A, 4)
+    cluster.store[good] = doc()
+    fbad = wait_on(router, bad)
+    steps(drainer, 1)
+    conn = cluster.conns[A]
+    conn.replies.clear()
+    node = Node(A)
+    node.inflight.extend([("S", bad), ("S", good)])
+    event = node.on_reply(PermissionDenied("NOPERM"), lambda c: True)
+    assert event is not None and event.kind == REFUSED and event.channel == bad
+    assert not fbad.done
+
+
+def test_node_reply_matching() -> None:
+    node = Node(A)
+    channel = channel_on(A)
+    node.inflight.append(("S", channel))
+    with pytest.raises(NodeLost):
+        node.on_reply([b"ssubscribe", b"other", 1], lambda c: True)
+    assert node.on_reply([b"sunsubscribe", channel, 0], lambda c: True) == (LEAVE, channel, None)
+    wrong = moved(slot_of(channel) ^ 1, B)
+    with pytest.raises(NodeLost):
+        node.on_reply(wrong, lambda c: True)
+    node.inflight.append(("S", channel))
+    assert node.on_reply(moved(slot_of(channel), B), lambda c: True) == (LEAVE, channel, None)
+    with pytest.raises(NodeLost):
+        node.on_reply([b"pong", b"x"], lambda c: True)
+
+
+def test_changes_split_by_owner(setup: Any) -> None:
+    drainer, router, cluster = setup
+    cluster.refresh()
+    a, b = channel_on(A, 5), channel_on(B, 5)
+    drainer._apply(Changes({a: "a", b: "b"}, []))
+    assert set(drainer._nodes) == {A, B}
+
+
+def test_moved_parsed_from_a_plain_connection_reply() -> None:
+    from redisresults._cluster_subscriber import moved_slot, retry_later
+
+    plain = ServerError("MOVED 11657 127.0.0.1:7001")
+    plain.__cause__ = rex.ResponseError("MOVED 11657 127.0.0.1:7001")  # RESP2 Connection: no MovedError
+    assert moved_slot(plain) == 11657 and retry_later(plain)
+    assert moved_slot(PermissionDenied("NOPERM")) is None and not retry_later(PermissionDenied("NOPERM"))
