@@ -22,7 +22,7 @@ from . import _meta
 from ._cluster_drainer import ClusterDrainer
 from ._cluster_subscriber import Topology
 from ._consumer import ResultConsumer, idle_stats
-from ._exceptions import ConfigError, UsageError, translate
+from ._exceptions import ConfigError, UsageError
 from ._keys import check_id, task_key
 from ._link import Link, Subscriber
 from ._log import get_logger
@@ -82,16 +82,20 @@ class ClusterBackend(RedisBackend):
         self._check_fork()
         client = self._client
         if client is None:
+            # Building a RedisCluster reads the slot map (network I/O): outside the lock, retried within the
+            # budget (a failover in progress leaves slots uncovered for a few seconds).
+            kwargs = self._cluster_kwargs(shared=True)
+            cluster = call_with_retry(lambda: redis.cluster.RedisCluster(**kwargs), self._config.retry_policy,
+                                      what="connecting to the cluster")
             with self._lock:
-                if self._client is None:
-                    try:
-                        cluster = redis.cluster.RedisCluster(**self._cluster_kwargs(shared=True))
-                    except Exception as error:  # no startup node answered: unreachable, like a refused connect
-                        raise translate(error) from error
+                won = self._client is None
+                if won:
                     self._pool = _ClusterCloser(cluster)
                     self._client = cluster  # type: ignore[assignment]
                     self._script = cluster.register_script(SHARDED_STORE_SCRIPT)
                 client = self._client
+            if not won:  # another thread built one first
+                cluster.close()
         return client  # type: ignore[return-value]
 
     def _cluster_kwargs(self, *, shared: bool) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from ._link import Link, Meta, Subscriber
 from ._log import get_logger
 from ._meta import READY_STATES
 from ._retry import backoff
-from ._router import Delivery, Router
+from ._router import Changes, Delivery, Router
 from ._wakeup import WakeUp
 
 log = get_logger("redisresults.drainer")
@@ -120,7 +120,10 @@ class Drainer:
 
     def step(self, max_wait: float) -> None:
         """Apply subscription changes, read what arrives within ``max_wait``, read confirmed keys."""
-        self._table.apply(self._router.take_changes(), connected=self._subscriber is not None)
+        changes = self._router.take_changes()
+        if changes.fresh:
+            changes = self._peek(changes)
+        self._table.apply(changes, connected=self._subscriber is not None)
         if self._subscriber is None:
             if not self._table.wanted:
                 self._wait(None, max_wait)
@@ -134,6 +137,31 @@ class Drainer:
         self._check_master()
 
     # ---------------------------------------------------------------- subscriptions
+
+    def _peek(self, changes: Changes) -> Changes:
+        """Read the keys of brand-new channels before subscribing: a result already there is delivered with
+        no SUBSCRIBE/UNSUBSCRIBE at all. The rest are subscribed and read again once confirmed (the rule)."""
+        new = [channel for channel in changes.fresh if channel not in self._table.wanted]
+        if not new:
+            return changes
+        fresh = dict(changes.fresh)
+        for start in range(0, len(new), BATCH):
+            chunk = new[start : start + BATCH]
+            try:
+                values = self._link.read_keys(chunk)
+            except RedisResultsError:  # the normal path reads (and reports) again after subscribing
+                return Changes(fresh, changes.dropped)
+            for channel, raw in zip(chunk, values):
+                if raw is None:
+                    continue
+                try:
+                    meta = self._link.decode_stored(channel, raw)
+                except RedisResultsError:
+                    continue
+                if meta.get("status") in READY_STATES:
+                    del fresh[channel]
+                    self._deliver(self._router.deliver(channel, meta), meta)
+        return Changes(fresh, changes.dropped)
 
     def _flush(self) -> None:
         """Send the SUBSCRIBE/UNSUBSCRIBE commands collected so far, in batches."""

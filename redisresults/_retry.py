@@ -37,7 +37,7 @@ def is_transient(error: BaseException) -> bool:
     if isinstance(error, _TRANSIENT_CLUSTER):
         return True
     if isinstance(error, rex.RedisClusterException):  # no startup node answered while mapping the slots
-        return str(error).startswith("Redis Cluster cannot be connected")
+        return str(error).startswith(("Redis Cluster cannot be connected", "All slots are not covered"))
     if isinstance(error, (rex.ConnectionError, rex.TimeoutError, rex.ReadOnlyError, rex.BusyLoadingError)):
         return True
     if isinstance(error, rex.ResponseError):

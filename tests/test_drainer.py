@@ -42,34 +42,50 @@ def steps(drainer: Drainer, count: int = 3) -> None:
         assert drainer.drain_once(0.0)
 
 
-def test_key_is_read_only_after_the_subscribe_is_confirmed() -> None:
+def test_key_is_read_again_only_after_the_subscribe_is_confirmed() -> None:
     server, router, drainer = setup()
     server.hold_acks = True
     (future,) = wait_on(router, "a")
-    server.store(chan("a"), success("a"), publish=False)  # stored before the subscription exists
     steps(drainer)
+    assert server.reads == [(chan("a"),)]  # the peek before subscribing: nothing there yet
     assert server.commands("SUBSCRIBE") == [(chan("a"),)]
-    assert server.reads == [] and not future.done  # unconfirmed: reading now could miss a publish
+    server.store(chan("a"), success("a"), publish=False)  # stored while the SUBSCRIBE is unconfirmed: missed
+    steps(drainer)
+    assert len(server.reads) == 1 and not future.done  # unconfirmed: a read now could miss a publish
     server.release_acks()
     steps(drainer)
-    assert server.reads == [(chan("a"),)]
+    assert server.reads[-1] == (chan("a"),) and len(server.reads) == 2
     assert future.done and future.meta()["result"] == 1
 
 
-def test_many_waits_are_one_subscribe_and_one_read() -> None:
+def test_results_already_stored_need_no_subscription() -> None:
+    server, router, drainer = setup()
+    ids = [f"s{i}" for i in range(20)]
+    for task_id in ids:
+        server.store(chan(task_id), success(task_id), publish=False)
+    futures = wait_on(router, *ids)
+    steps(drainer)
+    assert all(f.done for f in futures)
+    assert server.commands("SUBSCRIBE") == [] and server.commands("UNSUBSCRIBE") == []
+    assert len(server.reads) == 1  # one MGET for all
+
+
+def test_many_waits_are_one_subscribe_and_two_reads() -> None:
     server, router, drainer = setup()
     ids = [f"t{i}" for i in range(50)]
     futures = wait_on(router, *ids)
     for task_id in ids[:10]:
         server.store(chan(task_id), success(task_id), publish=False)
     steps(drainer)
-    assert len(server.commands("SUBSCRIBE")) == 1 and len(server.reads) == 1
+    assert len(server.commands("SUBSCRIBE")) == 1 and len(server.reads) == 2  # the peek, then after the ack
     assert [f.done for f in futures] == [True] * 10 + [False] * 40
+    assert set(server.commands("SUBSCRIBE")[0]) == set(map(chan, ids[10:]))
     for task_id in ids[10:]:
         server.store(chan(task_id), success(task_id))
     steps(drainer)
     assert all(f.done for f in futures)
-    assert sorted(server.commands("UNSUBSCRIBE")[0] + server.commands("UNSUBSCRIBE")[1]) == sorted(map(chan, ids))
+    unsubscribed = [channel for args in server.commands("UNSUBSCRIBE") for channel in args]
+    assert sorted(unsubscribed) == sorted(map(chan, ids[10:]))
 
 
 def test_published_result_wakes_every_waiter_of_the_channel_once() -> None:
