@@ -90,10 +90,13 @@ class ResultConsumer:
 
     # ---------------------------------------------------------------- waiting
 
-    def register(self, task_id: str, listener: Optional[Listener] = None) -> ResultFuture:
-        """A future for ``task_id``'s ready meta; ``listener(future)`` runs on the drainer once it is set."""
+    def register(self, task_id: str, listener: Optional[Listener] = None, *, just_read: bool = False) -> ResultFuture:
+        """A future for ``task_id``'s ready meta; ``listener(future)`` runs on the drainer once it is set.
+
+        ``just_read``: the caller read the key a moment ago and found it not ready, so the drainer need not
+        peek at it before subscribing (it still reads it once the SUBSCRIBE is confirmed)."""
         future = ResultFuture(task_id, listener)
-        cached, wake = self._router.register(self._channel(task_id), task_id, future)
+        cached, wake = self._router.register(self._channel(task_id), task_id, future, just_read=just_read)
         if cached is not None:
             future.set_meta(cached)
             if listener is not None:
@@ -107,10 +110,10 @@ class ResultConsumer:
         if not future.done and self._router.discard(self._channel(future.task_id), future):
             self._drainer.wake()
 
-    def wait_for(self, task_id: str, timeout: Optional[float]) -> Meta:
+    def wait_for(self, task_id: str, timeout: Optional[float], *, just_read: bool = False) -> Meta:
         """Block until ``task_id`` is ready; ResultTimeout after ``timeout`` seconds (None = no limit)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        future = self.register(task_id)
+        future = self.register(task_id, just_read=just_read)
         try:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             if not future.wait(remaining):

@@ -141,7 +141,7 @@ class Drainer:
     def _peek(self, changes: Changes) -> Changes:
         """Read the keys of brand-new channels before subscribing: a result already there is delivered with
         no SUBSCRIBE/UNSUBSCRIBE at all. The rest are subscribed and read again once confirmed (the rule)."""
-        new = [channel for channel in changes.fresh if channel not in self._table.wanted]
+        new = [c for c in changes.fresh if c not in self._table.wanted and c not in changes.read]
         if not new:
             return changes
         fresh = dict(changes.fresh)

@@ -75,9 +75,11 @@ class Changes(NamedTuple):
 
     fresh: dict[bytes, str]
     dropped: list[bytes]
+    read: frozenset[bytes] = frozenset()  # fresh channels whose caller read the key just before: no peek
 
 
 NO_DELIVERY = Delivery([], ())
+CHANGED, FRESH, READ_BY_CALLER = 0, 1, 2
 
 
 class Router:
@@ -86,25 +88,32 @@ class Router:
     def __init__(self, cache_max: int) -> None:
         self._lock = threading.Lock()
         self._interests: dict[bytes, _Interest] = {}
-        # channel -> True when a new interest was created since the last take_changes()
-        self._changed: dict[bytes, bool] = {}
+        # channel -> CHANGED, FRESH (a new interest since the last take_changes()) or READ_BY_CALLER
+        self._changed: dict[bytes, int] = {}
         self._cache: Optional[cachetools.LRUCache[str, Meta]] = (
             cachetools.LRUCache(maxsize=cache_max) if cache_max > 0 else None
         )
         self._closed: Optional[DrainerError] = None
         self._pending = 0  # futures in the table, kept as a count so stats() is O(1)
+        # A caller's change since the last take_changes() has woken the drainer already. The drainer's own
+        # changes (deliver, fail) never count: it takes them on its next step, and must not make a caller
+        # skip the wake-up while it blocks.
+        self._wake_pending = False
 
     # ---------------------------------------------------------------- callers
 
-    def register(self, channel: bytes, task_id: str, future: ResultFuture) -> tuple[Optional[Meta], bool]:
-        """Add a waiting future. Returns ``(cached ready meta or None, wake the drainer)``."""
+    def register(
+        self, channel: bytes, task_id: str, future: ResultFuture, *, just_read: bool = False
+    ) -> tuple[Optional[Meta], bool]:
+        """Add a waiting future (``just_read``: the caller read the key a moment ago and found nothing).
+        Returns ``(cached ready meta or None, wake the drainer)``."""
         with self._lock:
             self._check_open()
             if self._cache is not None:
                 cached = self._cache.get(task_id)
                 if cached is not None:
                     return cached, False
-            interest, wake = self._interest(channel, task_id)
+            interest, wake = self._interest(channel, task_id, READ_BY_CALLER if just_read else FRESH)
             interest.add(future)
             self._pending += 1
         return None, wake
@@ -184,15 +193,19 @@ class Router:
         """The subscription work accumulated since the last call (and reset it)."""
         with self._lock:
             changed, self._changed = self._changed, {}
+            self._wake_pending = False
             fresh: dict[bytes, str] = {}
             dropped: list[bytes] = []
-            for channel, is_fresh in changed.items():
+            read: list[bytes] = []
+            for channel, mark in changed.items():
                 interest = self._interests.get(channel)
                 if interest is None:
                     dropped.append(channel)
-                elif is_fresh:
+                elif mark:
                     fresh[channel] = interest.task_id
-        return Changes(fresh, dropped)
+                    if mark == READ_BY_CALLER:
+                        read.append(channel)
+        return Changes(fresh, dropped, frozenset(read))
 
     def deliver(self, channel: bytes, meta: Meta) -> Delivery:
         """A meta arrived for ``channel``: watchers see every one; a ready one resolves and ends the interest."""
@@ -202,7 +215,7 @@ class Router:
             if ready:
                 if interest is not None:
                     del self._interests[channel]
-                    self._changed.setdefault(channel, False)
+                    self._changed.setdefault(channel, CHANGED)
                 task_id = interest.task_id if interest is not None else meta.get("task_id")
                 if self._cache is not None and isinstance(task_id, str):
                     self._cache[task_id] = meta
@@ -219,7 +232,7 @@ class Router:
             for channel in channels:
                 interest = self._interests.pop(channel, None)
                 if interest is not None:
-                    self._changed.setdefault(channel, False)
+                    self._changed.setdefault(channel, CHANGED)
                     failed.extend(interest.futures())
             self._pending -= len(failed)
         return failed
@@ -242,19 +255,19 @@ class Router:
             error.__cause__ = self._closed.__cause__
             raise error
 
-    def _interest(self, channel: bytes, task_id: str) -> tuple[_Interest, bool]:
+    def _interest(self, channel: bytes, task_id: str, mark: int = 1) -> tuple[_Interest, bool]:
         interest = self._interests.get(channel)
         if interest is not None:
             return interest, False
         interest = self._interests[channel] = _Interest(task_id)
-        wake = not self._changed
-        self._changed[channel] = True
+        wake, self._wake_pending = not self._wake_pending, True
+        self._changed[channel] = mark
         return interest, wake
 
     def _drop_if_idle(self, channel: bytes, interest: _Interest) -> bool:
         if not interest.idle():
             return False
         del self._interests[channel]
-        wake = not self._changed
-        self._changed.setdefault(channel, False)
+        wake, self._wake_pending = not self._wake_pending, True
+        self._changed.setdefault(channel, CHANGED)
         return wake

@@ -387,4 +387,4 @@ class RedisBackend:
         del meta  # a pending wait holds nothing it does not need (thousands may be pending)
         if timeout is not None and timeout <= 0:
             raise ResultTimeout(f"result of task {task_id} not ready (timeout=0 checks once)")
-        return self.result_consumer.wait_for(task_id, timeout)
+        return self.result_consumer.wait_for(task_id, timeout, just_read=True)

@@ -271,7 +271,7 @@ class ResultSet:
         try:
             for result in self.results:
                 if result.ready_meta is None:
-                    pending[result.id] = consumer.register(result.id, arrived.put)
+                    pending[result.id] = consumer.register(result.id, arrived.put, just_read=True)
             while pending:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:

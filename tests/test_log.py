@@ -14,17 +14,18 @@ from tests.servers import RedisServer
 pytestmark = pytest.mark.timeout(60)
 
 SCRIPT = """
-import logging, sys
+import logging, sys, uuid
 import redisresults
 {setup}
-backend = redisresults.RedisBackend(sys.argv[1], transport_options={{"global_keyprefix": "log-test:"}})
+prefix = "log-test-" + uuid.uuid4().hex + ":"
+backend = redisresults.RedisBackend(sys.argv[1], transport_options={{"global_keyprefix": prefix}})
 backend.mark_as_done("done", 1)
 backend.mark_as_done("done", 2)                     # refused (a SUCCESS is never replaced): an info event
 assert backend.AsyncResult("done").get(timeout=5) == 1
 future = backend.AsyncResult("waiting").as_future()
 while backend.stats()["subscribed"] == 0 or backend.stats()["settling"]:
     pass
-backend.client.publish(b"log-test:celery-task-meta-waiting", b"garbage")   # a warning event
+backend.client.publish(prefix + "celery-task-meta-waiting", b"garbage")   # a warning event
 while backend.stats()["skipped_messages"] == 0:
     pass
 backend.mark_as_done("waiting", 3)
@@ -77,7 +78,7 @@ def test_structlog_application_gets_the_fields(redis_server: RedisServer) -> Non
     events = [json.loads(line) for line in done.stdout.splitlines()]
     skipped = [e for e in events if e["event"] == "message_skipped"]
     assert len(skipped) == 1 and skipped[0]["size"] == len(b"garbage") and skipped[0]["level"] == "warning"
-    assert skipped[0]["channel"] == "log-test:celery-task-meta-waiting"
+    assert skipped[0]["channel"].startswith("log-test-") and skipped[0]["channel"].endswith(":celery-task-meta-waiting")
     stored = [e for e in events if e["event"] == "store_skipped_success_exists"]
     assert stored and stored[0]["task_id"] == "done"
     assert "garbage" not in done.stdout  # a payload is never logged

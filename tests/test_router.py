@@ -149,3 +149,24 @@ def test_every_future_is_returned_once_and_changes_match_the_table(ops: List[tup
     assert len(handed) == len(set(map(id, handed)))
     assert set(wanted) == {chan(t) for t, futures in live.items() if futures}
     assert router.counts()["pending"] == sum(len(f) for f in live.values())
+
+
+def test_the_drainers_own_changes_never_swallow_a_callers_wake_up() -> None:
+    """A delivery (by the drainer) leaves a change behind; a wait registered after it must still wake the
+    drainer, which may block before it takes changes again (found by the race tests: a 10 s stall)."""
+    router = Router(cache_max=0)
+    router.register(chan("a"), "a", ResultFuture("a"))
+    router.take_changes()
+    router.deliver(chan("a"), ready("a"))  # the drainer's own change: the interest ended
+    assert router.register(chan("a"), "a", ResultFuture("a")) == (None, True)
+    assert router.register(chan("b"), "b", ResultFuture("b")) == (None, False)  # one wake-up per batch
+    changes = router.take_changes()
+    assert set(changes.fresh) == {chan("a"), chan("b")}
+
+
+def test_just_read_channels_are_not_peeked() -> None:
+    router = Router(cache_max=0)
+    router.register(chan("a"), "a", ResultFuture("a"), just_read=True)
+    router.register(chan("b"), "b", ResultFuture("b"))
+    changes = router.take_changes()
+    assert set(changes.fresh) == {chan("a"), chan("b")} and changes.read == frozenset({chan("a")})

@@ -126,8 +126,8 @@ def test_store_race_delivers_exactly_once(
     registered: Dict[str, threading.Event] = {}
     original = consumer.register
 
-    def register(task_id: str, listener: Any = None) -> Any:
-        future = original(task_id, listener)
+    def register(task_id: str, listener: Any = None, **options: Any) -> Any:
+        future = original(task_id, listener, **options)
         event = registered.get(task_id)
         if event is not None and listener is None:  # the get(), not the then() callback
             event.set()
