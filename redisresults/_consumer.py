@@ -110,9 +110,13 @@ class ResultConsumer:
         if not future.done and self._router.discard(self._channel(future.task_id), future):
             self._drainer.wake()
 
-    def wait_for(self, task_id: str, timeout: Optional[float], *, just_read: bool = False) -> Meta:
-        """Block until ``task_id`` is ready; ResultTimeout after ``timeout`` seconds (None = no limit)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+    def wait_for(
+        self, task_id: str, timeout: Optional[float], *, just_read: bool = False, deadline: Optional[float] = None
+    ) -> Meta:
+        """Block until ``task_id`` is ready; ResultTimeout after ``timeout`` seconds (None = no limit), or at
+        ``deadline`` (``time.monotonic()``) when the caller's budget started earlier."""
+        if deadline is None and timeout is not None:
+            deadline = time.monotonic() + timeout
         future = self.register(task_id, just_read=just_read)
         try:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())

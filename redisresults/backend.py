@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any, Optional
 
@@ -376,6 +377,7 @@ class RedisBackend:
         result stored in between is not missed.
         """
         task_id = check_id("task", task_id)
+        deadline = None if timeout is None else time.monotonic() + timeout  # the first read counts too
         try:
             meta = self._read_meta(task_id, once=True)
         except (ConnectionUnavailable, AuthenticationFailed, CertificateRejected):
@@ -387,4 +389,4 @@ class RedisBackend:
         del meta  # a pending wait holds nothing it does not need (thousands may be pending)
         if timeout is not None and timeout <= 0:
             raise ResultTimeout(f"result of task {task_id} not ready (timeout=0 checks once)")
-        return self.result_consumer.wait_for(task_id, timeout, just_read=True)
+        return self.result_consumer.wait_for(task_id, timeout, just_read=True, deadline=deadline)
