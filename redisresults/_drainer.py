@@ -26,6 +26,7 @@ from ._wakeup import WakeUp
 log = get_logger("redisresults.drainer")
 
 BATCH = 2000
+YIELD_EVERY = 200
 PING_PAYLOAD = b"redisresults-ping"
 # Sentinel: how often the drainer asks where the master is, and how long it keeps reading the old
 # master once it moved (stores already under way on old connections still publish there).
@@ -192,10 +193,12 @@ class Drainer:
         if not subscriber.buffered() and not self._wait(subscriber.selectable(), max_wait):
             return
         self._yielded = False
-        for _ in range(BATCH):
+        for count in range(1, BATCH + 1):
             self._on_reply(subscriber.read())
             if not subscriber.buffered():
                 break
+            if count % YIELD_EVERY == 0:  # a long burst: let woken waiters (and, under gevent, the hub) run
+                time.sleep(0)
         self._last_rx = time.monotonic()
 
     def _on_reply(self, reply: Any) -> None:
