@@ -1,0 +1,1 @@
+"""Tests of the Celery drop-in (``redisresults.celery``), with real ``celery worker`` processes."""

@@ -1,0 +1,128 @@
+"""Fixtures for the drop-in tests: a private redis-server (broker on db 1, results on db 0) and real workers.
+
+Workers are session-scoped and started on first use; every test gets fresh client apps, and the drop-in's shared
+cores are closed after each test so counts (subscriptions, connections) start from zero.
+"""
+
+from __future__ import annotations
+
+import gc
+import uuid
+from typing import Any, Callable, Iterator, List
+
+import celery
+import pytest
+
+import redisresults.celery
+from tests.celery.workers import CeleryWorker, WorkerUnavailable
+from tests.conftest import unavailable
+from tests.servers import RedisServer, ServerUnavailable
+
+AppFactory = Callable[..., celery.Celery]
+
+
+@pytest.fixture(scope="session")
+def celery_redis() -> Iterator[RedisServer]:
+    """A redis-server of the Celery tests' own, so connection and channel counts see only them."""
+    try:
+        server = RedisServer()
+    except (ServerUnavailable, OSError) as exc:
+        unavailable(f"could not start redis-server: {exc}")
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def broker_url(celery_redis: RedisServer) -> str:
+    return f"redis://127.0.0.1:{celery_redis.port}/1"
+
+
+@pytest.fixture(scope="session")
+def dropin_url(celery_redis: RedisServer) -> str:
+    return f"redisresults+redis://127.0.0.1:{celery_redis.port}/0"
+
+
+@pytest.fixture(scope="session")
+def stock_url(celery_redis: RedisServer) -> str:
+    return f"redis://127.0.0.1:{celery_redis.port}/0"
+
+
+def client_app(backend: str, broker: str = "memory://", queue: str = "celery", **conf: Any) -> celery.Celery:
+    """A client app of its own (never current): a backend URL, a broker, a default queue."""
+    app = celery.Celery(f"rr-client-{uuid.uuid4().hex[:8]}", broker=broker, backend=backend, set_as_current=False)
+    app.conf.update(
+        task_default_queue=queue,
+        broker_connection_retry_on_startup=True,
+        result_extended=True,
+        **conf,
+    )
+    return app
+
+
+@pytest.fixture
+def make_app() -> Iterator[AppFactory]:
+    """``make_app(backend, broker=..., queue=..., **conf)``; the apps are closed, and every core, after the test."""
+    apps: List[celery.Celery] = []
+
+    def factory(backend: str, broker: str = "memory://", queue: str = "celery", **conf: Any) -> celery.Celery:
+        app = client_app(backend, broker, queue, **conf)
+        apps.append(app)
+        return app
+
+    yield factory
+    gc.collect()  # AsyncResult.__del__ -> remove_pending_result while the cores are still there
+    redisresults.celery.close_all()
+    for app in apps:
+        app.close()
+
+
+def _worker(broker: str, backend: str, **kwargs: Any) -> Iterator[CeleryWorker]:
+    worker = CeleryWorker(broker=broker, backend=backend, **kwargs).start()
+    pinger = client_app("cache+memory://", broker)
+    try:
+        worker.wait_ready(pinger)
+    except WorkerUnavailable as exc:
+        worker.stop()
+        pinger.close()
+        unavailable(str(exc))
+    pinger.close()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture(scope="session")
+def dropin_prefork(broker_url: str, dropin_url: str) -> Iterator[CeleryWorker]:
+    """A drop-in worker, prefork pool (results stored by forked children, each with its own core)."""
+    yield from _worker(broker_url, dropin_url, pool="prefork", concurrency=2)
+
+
+@pytest.fixture(scope="session")
+def dropin_threads(broker_url: str, dropin_url: str) -> Iterator[CeleryWorker]:
+    """A drop-in worker, threads pool (every thread shares the worker process's one core)."""
+    yield from _worker(broker_url, dropin_url, pool="threads", concurrency=8)
+
+
+@pytest.fixture(scope="session")
+def stock_prefork(broker_url: str, stock_url: str) -> Iterator[CeleryWorker]:
+    """A stock Celery worker (``redis://`` backend), prefork pool."""
+    yield from _worker(broker_url, stock_url, pool="prefork", concurrency=2)
+
+
+#: (client backend, worker fixture): every client path runs against each.
+DEPLOYMENTS = {
+    "dropin-client+dropin-prefork": ("dropin", "dropin_prefork"),
+    "dropin-client+dropin-threads": ("dropin", "dropin_threads"),
+    "dropin-client+stock-worker": ("dropin", "stock_prefork"),
+    "stock-client+dropin-worker": ("stock", "dropin_prefork"),
+}
+
+
+@pytest.fixture(params=list(DEPLOYMENTS))
+def deployment(
+    request: pytest.FixtureRequest, make_app: AppFactory, broker_url: str, dropin_url: str, stock_url: str
+) -> tuple[celery.Celery, CeleryWorker]:
+    """A client app and the worker serving its queue, for each mixed or pure deployment."""
+    client, worker_fixture = DEPLOYMENTS[request.param]
+    worker: CeleryWorker = request.getfixturevalue(worker_fixture)
+    backend = dropin_url if client == "dropin" else stock_url
+    return make_app(backend, broker_url, worker.queue), worker
