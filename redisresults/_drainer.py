@@ -264,13 +264,15 @@ class Drainer:
                 self._deliver(delivery, meta)
 
     def _deliver(self, delivery: Delivery, meta: Meta) -> None:
-        if delivery.futures:
-            self._settle(delivery.futures, meta=meta)
+        # Watchers first, as Celery calls on_message before it resolves: a waiter woken by this meta finds
+        # its on_message already handed the same meta.
         for watcher in delivery.watchers:
             try:
                 watcher(meta)
             except Exception as error:  # a watcher only enqueues; it must never stop the drainer
                 log.error("watcher_failed", error=repr(error))
+        if delivery.futures:
+            self._settle(delivery.futures, meta=meta)
         if delivery.futures and not self._yielded:
             # Let the waiters just woken run before our bookkeeping (gevent: yield to the hub; threads:
             # offer the GIL). Once per batch, so a fan-in of thousands of results is not slowed down.
