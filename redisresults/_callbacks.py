@@ -39,6 +39,7 @@ class CallbackRunner:
                 func(*args)
             except Exception as error:
                 log.error("callback_failed", callback=getattr(func, "__qualname__", repr(func)), error=repr(error))
+            del item, func, args  # not kept alive (with the result they hold) while blocked on the next get()
 
     def close(self, timeout: float = 5.0) -> None:
         with self._lock:

@@ -132,6 +132,7 @@ class Core:
                     log.warning("celery_result_failed", extra={"error": repr(error)})
             except Exception as error:  # callbacks are the user's: log, never stop delivering
                 log.warning("celery_callback_failed", extra={"error": repr(error)}, exc_info=error)
+            del item  # not kept alive (with its result object) while blocked on the next get()
 
     # ---------------------------------------------------------------- lifecycle
 
