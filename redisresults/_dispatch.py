@@ -1,8 +1,8 @@
 """Handing what a drainer received to the router: decode, deliver to futures and watchers, count.
 
-The cluster drainer's half of what ``_drainer.Drainer`` does inline for its one connection: a
-published message or a key read becomes a meta, the router says who waits for it, and the
-futures are settled outside every lock. Confined to the drainer's thread, like the drainer.
+Shared by both drainers (one connection, or one per cluster primary): a published message or a
+key read becomes a meta, the router says who waits for it, and the futures are settled outside
+every lock. Confined to the drainer's thread, like the drainer.
 """
 
 from __future__ import annotations
@@ -73,13 +73,15 @@ class Dispatch:
         self.settle(self._router.fail(channels), error=error)
 
     def deliver(self, delivery: Delivery, meta: Meta) -> None:
-        if delivery.futures:
-            self.settle(delivery.futures, meta=meta)
+        # Watchers first, as Celery calls on_message before it resolves: a waiter woken by this meta finds
+        # its on_message already handed the same meta.
         for watcher in delivery.watchers:
             try:
                 watcher(meta)
             except Exception as error:  # a watcher only enqueues; it must never stop the drainer
                 log.error("watcher_failed", error=repr(error))
+        if delivery.futures:
+            self.settle(delivery.futures, meta=meta)
         if delivery.futures and not self.yielded:
             self.yielded = True  # let the woken waiters run first (gevent: yield to the hub)
             time.sleep(0)

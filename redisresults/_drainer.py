@@ -14,13 +14,12 @@ import time
 from typing import Any, Optional
 
 from ._channels import ChannelTable
-from ._exceptions import ConnectionUnavailable, DecodeError, DrainerError, RedisResultsError
-from ._future import ResultFuture, settle
-from ._link import Link, Meta, Subscriber
+from ._dispatch import READ_KEY, Dispatch
+from ._exceptions import ConnectionUnavailable, DrainerError, RedisResultsError
+from ._link import Link, Subscriber
 from ._log import get_logger
-from ._meta import READY_STATES
 from ._retry import backoff
-from ._router import Changes, Delivery, Router
+from ._router import Changes, Router
 from ._wakeup import WakeUp
 
 log = get_logger("redisresults.drainer")
@@ -59,10 +58,10 @@ class Drainer:
         self._last_rx = 0.0
         self._ping_sent: Optional[float] = None
         self._next_master_check = 0.0
-        self._yielded = False
         self.last_error: Optional[str] = None
         self.failure: Optional[str] = None
         self.counters = dict.fromkeys(COUNTERS, 0)
+        self._dispatch = Dispatch(link, router, self.counters)
         self._health = link.health_interval
         self._step_wait = self._health if link.master_address is None else min(self._health, MASTER_CHECK_INTERVAL)
 
@@ -97,7 +96,7 @@ class Drainer:
             self.failure = repr(error)
             failure = DrainerError(f"the result drainer stopped: {error!r}")
             failure.__cause__ = error
-            self._settle(self._router.close(failure), error=failure)
+            self._dispatch.settle(self._router.close(failure), error=failure)
             if not isinstance(error, Exception):
                 raise
         finally:
@@ -151,17 +150,9 @@ class Drainer:
             try:
                 values = self._link.read_keys(chunk)
             except RedisResultsError:  # the normal path reads (and reports) again after subscribing
-                return Changes(fresh, changes.dropped)
-            for channel, raw in zip(chunk, values):
-                if raw is None:
-                    continue
-                try:
-                    meta = self._link.decode_stored(channel, raw)
-                except RedisResultsError:
-                    continue
-                if meta.get("status") in READY_STATES:
-                    del fresh[channel]
-                    self._deliver(self._router.deliver(channel, meta), meta)
+                break
+            for channel in self._dispatch.found(chunk, values, set()):
+                del fresh[channel]
         return Changes(fresh, changes.dropped)
 
     def _flush(self) -> None:
@@ -182,7 +173,7 @@ class Drainer:
         channels). Only the waits on that command's channels fail; the drainer carries on."""
         refused = self._table.refused()
         log.warning("subscribe_refused", channels=len(refused), error=str(error)[:200])
-        self._settle(self._router.fail(refused), error=error)
+        self._dispatch.fail(refused, error)
 
     # ---------------------------------------------------------------- reading
 
@@ -192,7 +183,7 @@ class Drainer:
         assert subscriber is not None
         if not subscriber.buffered() and not self._wait(subscriber.selectable(), max_wait):
             return
-        self._yielded = False
+        self._dispatch.yielded = False
         for count in range(1, BATCH + 1):
             self._on_reply(subscriber.read())
             if not subscriber.buffered():
@@ -220,18 +211,8 @@ class Drainer:
         raise Resync(f"unexpected reply on the Pub/Sub connection: {type(reply).__name__}")
 
     def _on_message(self, channel: bytes, data: Any) -> None:
-        self.counters["messages"] += 1
-        try:
-            meta = self._link.decode_message(channel, data)
-        except RedisResultsError as error:
-            self.counters["skipped_messages"] += 1
-            size = len(data) if isinstance(data, (bytes, str)) else 0
-            log.warning("message_skipped", channel=channel.decode("utf-8", "replace"), size=size, reason=str(error))
-            return
-        if meta is None:  # a reference to a result too large to publish: read the key
+        if self._dispatch.message(channel, data) is READ_KEY:  # announces a result too large to publish
             self._table.reread(channel)
-            return
-        self._deliver(self._router.deliver(channel, meta), meta)
 
     def _read_keys(self) -> None:
         """Read the keys of confirmed channels (the no-lost-wake-up rule), one MGET per batch."""
@@ -245,44 +226,10 @@ class Drainer:
             except ConnectionUnavailable as error:
                 raise Resync("reading keys failed", error) from error
             except RedisResultsError as error:  # e.g. NOPERM on the keys: these waits fail, the drainer goes on
-                self._settle(self._router.fail(chunk), error=error)
+                self._dispatch.fail(chunk, error)
                 continue
             self.counters["reads"] += 1
-            for channel, raw in zip(chunk, values):
-                if raw is None:
-                    continue
-                try:
-                    meta = self._link.decode_stored(channel, raw)
-                except (DecodeError, RedisResultsError) as error:
-                    self._settle(self._router.fail([channel]), error=error)
-                    continue
-                if meta.get("status") not in READY_STATES:
-                    continue
-                delivery = self._router.deliver(channel, meta)
-                if delivery.futures and channel in recovering:
-                    self.counters["recovered"] += 1
-                self._deliver(delivery, meta)
-
-    def _deliver(self, delivery: Delivery, meta: Meta) -> None:
-        # Watchers first, as Celery calls on_message before it resolves: a waiter woken by this meta finds
-        # its on_message already handed the same meta.
-        for watcher in delivery.watchers:
-            try:
-                watcher(meta)
-            except Exception as error:  # a watcher only enqueues; it must never stop the drainer
-                log.error("watcher_failed", error=repr(error))
-        if delivery.futures:
-            self._settle(delivery.futures, meta=meta)
-        if delivery.futures and not self._yielded:
-            # Let the waiters just woken run before our bookkeeping (gevent: yield to the hub; threads:
-            # offer the GIL). Once per batch, so a fan-in of thousands of results is not slowed down.
-            self._yielded = True
-            time.sleep(0)
-
-    def _settle(
-        self, futures: list[ResultFuture], meta: Optional[Meta] = None, error: Optional[BaseException] = None
-    ) -> None:
-        settle(futures, meta, error, on_listener_error=lambda exc: log.error("listener_failed", error=repr(exc)))
+            self._dispatch.found(chunk, values, recovering)
 
     # ---------------------------------------------------------------- connection life cycle
 
