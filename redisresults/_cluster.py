@@ -18,12 +18,10 @@ import redis.cluster
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from . import _meta
 from ._cluster_drainer import ClusterDrainer
 from ._cluster_subscriber import Topology
 from ._consumer import ResultConsumer, idle_stats
 from ._exceptions import ConfigError, UsageError
-from ._keys import check_id, task_key
 from ._link import Link, Subscriber
 from ._log import get_logger
 from ._pool import REDIS_PY_DEFAULT_MAX
@@ -147,19 +145,9 @@ class ClusterBackend(RedisBackend):
 
     # ------------------------------------------------------------------ reading
 
-    def get_many_metas(self, task_ids: list[str]) -> list[dict[str, Any]]:
-        """GET of many ids across slots (one MGET per slot, pipelined per node); missing keys read as PENDING."""
-        if not task_ids:
-            return []
-        task_ids = [check_id("task", tid) for tid in task_ids]
-        keys = [task_key(self._config.global_keyprefix, tid) for tid in task_ids]
-        client = self.client
-        values: Sequence[Optional[bytes]] = call_with_retry(
-            lambda: client.mget_nonatomic(keys), self._config.retry_policy, what="reading results")
-        return [
-            _meta.pending_meta(tid) if raw is None else self._decode_stored(key, raw)
-            for tid, key, raw in zip(task_ids, keys, values)
-        ]
+    def _mget(self, keys: list[bytes]) -> Sequence[Optional[bytes]]:
+        """Keys across slots: one MGET per slot, pipelined per node."""
+        return self.client.mget_nonatomic(keys)
 
     # ------------------------------------------------------------------ operating
 

@@ -21,7 +21,7 @@ from ._cluster_node import LEAVE, MESSAGE, Node, NodeLost
 from ._cluster_subscriber import Address, slot_of
 from ._dispatch import READ_KEY, Dispatch
 from ._drainer import COUNTERS, PING_PAYLOAD
-from ._exceptions import ConnectionUnavailable, DrainerError, RedisResultsError
+from ._exceptions import ConnectionUnavailable, RedisResultsError
 from ._link import Link, Subscriber
 from ._log import get_logger
 from ._retry import backoff
@@ -115,11 +115,7 @@ class ClusterDrainer:
             while not self.stopping:
                 self.drain_once(self._health)
         except BaseException as error:
-            log.error("drainer_died", error=repr(error))
-            self.failure = repr(error)
-            failure = DrainerError(f"the result drainer stopped: {error!r}")
-            failure.__cause__ = error
-            self._dispatch.settle(self._router.close(failure), error=failure)
+            self.failure = self._dispatch.crashed(error)
             if not isinstance(error, Exception):
                 raise
         finally:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Optional
 
-from ._exceptions import DecodeError, RedisResultsError
+from ._exceptions import DecodeError, DrainerError, RedisResultsError
 from ._future import ResultFuture, settle
 from ._link import Link, Meta
 from ._log import get_logger
@@ -68,6 +68,15 @@ class Dispatch:
                     self.counters["recovered"] += 1
             self.deliver(delivery, meta)
         return resolved
+
+    def crashed(self, error: BaseException) -> str:
+        """The drainer died of ``error``: every waiter (and every later wait) gets a DrainerError with the cause,
+        instead of hanging. Returns the failure as ``stats()`` reports it."""
+        log.error("drainer_died", error=repr(error))
+        failure = DrainerError(f"the result drainer stopped: {error!r}")
+        failure.__cause__ = error
+        self.settle(self._router.close(failure), error=failure)
+        return repr(error)
 
     def fail(self, channels: Sequence[bytes], error: BaseException) -> None:
         self.settle(self._router.fail(channels), error=error)

@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 from ._channels import ChannelTable
 from ._dispatch import READ_KEY, Dispatch
-from ._exceptions import ConnectionUnavailable, DrainerError, RedisResultsError
+from ._exceptions import ConnectionUnavailable, RedisResultsError
 from ._link import Link, Subscriber
 from ._log import get_logger
 from ._retry import backoff
@@ -92,11 +92,7 @@ class Drainer:
                     attempt += 1
                     self._pause(backoff(attempt, {**_RECONNECT_POLICY, "max_retries": 0, "timeout": 0}))
         except BaseException as error:
-            log.error("drainer_died", error=repr(error))
-            self.failure = repr(error)
-            failure = DrainerError(f"the result drainer stopped: {error!r}")
-            failure.__cause__ = error
-            self._dispatch.settle(self._router.close(failure), error=failure)
+            self.failure = self._dispatch.crashed(error)
             if not isinstance(error, Exception):
                 raise
         finally:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Optional
 
 import redis
@@ -311,12 +311,15 @@ class RedisBackend:
             return []
         task_ids = [check_id("task", tid) for tid in task_ids]
         keys = [task_key(self._config.global_keyprefix, tid) for tid in task_ids]
-        client = self.client
-        values = call_with_retry(lambda: client.mget(keys), self._config.retry_policy, what="reading results")
+        values = call_with_retry(lambda: self._mget(keys), self._config.retry_policy, what="reading results")
         return [
             _meta.pending_meta(tid) if raw is None else self._decode_stored(key, raw)
             for tid, key, raw in zip(task_ids, keys, values)
         ]
+
+    def _mget(self, keys: list[bytes]) -> Sequence[Optional[bytes]]:
+        """One MGET (a cluster backend reads one MGET per slot instead)."""
+        return self.client.mget(keys)  # type: ignore[return-value]  # bytes: decode_responses is off
 
     def forget(self, task_id: str) -> None:
         task_id = check_id("task", task_id)
