@@ -105,6 +105,24 @@ class ResultConsumer:
         self._started(wake)
         return future
 
+    def register_many(
+        self, task_ids: list[str], listener: Optional[Listener] = None, *, just_read: bool = False
+    ) -> list[ResultFuture]:
+        """``register`` for many tasks at once: one lock and at most one wake-up for the whole burst."""
+        if not task_ids:
+            return []  # nothing to wait for: no drainer either
+        futures = [ResultFuture(task_id, listener) for task_id in task_ids]
+        prefix = self._prefix
+        cached, wake = self._router.register_many(
+            [(task_key(prefix, f.task_id), f) for f in futures], just_read=just_read
+        )
+        self._started(wake)
+        for future, meta in cached:
+            future.set_meta(meta)
+            if listener is not None:
+                listener(future)
+        return futures
+
     def discard(self, future: ResultFuture) -> None:
         """Forget a future whose waiter gave up; the last one out unsubscribes the channel."""
         if not future.done and self._router.discard(self._channel(future.task_id), future):

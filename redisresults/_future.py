@@ -56,7 +56,9 @@ class ResultFuture:
     def meta(self) -> dict[str, Any]:
         """The meta it was set with; re-raises the error it was failed with."""
         if self._error is not None:
-            raise self._error
+            # One error object may fail thousands of futures (a closed backend): raised as is, each raise would
+            # prepend this frame to its shared traceback, keeping every waiter's frame alive through it.
+            raise self._error.with_traceback(None)
         assert self._meta is not None
         return self._meta
 

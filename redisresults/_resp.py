@@ -4,12 +4,25 @@ A subscribed connection only ever carries arrays of bulk strings and integers (`
 ``subscribe``, ``unsubscribe``, ``pong``), the odd simple string and error replies. redis-py's
 general parser spends several Python calls per element; on the drainer's hot path that was the
 largest cost per result (profiled: about half the drainer's time at 10,000 results/s), so this
-reads those few shapes straight from one buffer.
+reads those few shapes straight from one buffer. With ``hiredis`` installed its C reader is used
+instead (the same replies, a fraction of the cost).
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional, Union
+import importlib
+from typing import Any, Optional, Protocol, Union
+
+
+def _load_hiredis() -> Any:
+    """The C parser, when installed (the ``hiredis`` extra): several times faster per reply."""
+    try:
+        return importlib.import_module("hiredis")
+    except ImportError:  # pragma: no cover - depends on the environment
+        return None
+
+
+_hiredis: Any = _load_hiredis()
 
 Reply = Union[bytes, int, None, list[Any], "ErrorReply"]
 _CRLF = b"\r\n"
@@ -65,15 +78,7 @@ def parse(buf: Union[bytes, bytearray], pos: int = 0, depth: int = 0) -> Optiona
             return None, after
         if count < 0 or depth >= MAX_DEPTH:
             raise ProtocolError("bad array")
-        items: list[Any] = []
-        at = after
-        for _ in range(count):
-            parsed = parse(buf, at, depth + 1)
-            if parsed is None:
-                return None
-            item, at = parsed
-            items.append(item)
-        return items, at
+        return _array(buf, after, count, depth)
     if kind == 0x3A:  # : integer
         return _number(line), after
     if kind == 0x2B:  # + simple string
@@ -83,8 +88,122 @@ def parse(buf: Union[bytes, bytearray], pos: int = 0, depth: int = 0) -> Optiona
     raise ProtocolError(f"unexpected reply type byte {kind!r}")
 
 
-def _number(line: bytes) -> int:
+def _array(buf: Union[bytes, bytearray], at: int, count: int, depth: int) -> Optional[tuple[Reply, int]]:
+    """The elements of an array; bulk strings and integers (every subscribed reply, MGET) are read inline
+    rather than by a call each: a burst of 10,000 confirmations or a 10,000-key MGET is one loop."""
+    items: list[Any] = []
+    size = len(buf)
+    find = buf.find
+    for _ in range(count):
+        if at >= size:
+            return None
+        kind = buf[at]
+        if kind == 0x24 or kind == 0x3A:
+            end = find(_CRLF, at)
+            if end == -1:
+                return None
+            number = _number(buf[at + 1 : end])
+            at = end + 2
+            if kind == 0x3A:
+                items.append(number)
+                continue
+            if number == -1:
+                items.append(None)
+                continue
+            if not 0 <= number <= MAX_BULK:
+                raise ProtocolError(f"bulk length {number} out of range")
+            stop = at + number
+            if size < stop + 2:
+                return None
+            if buf[stop : stop + 2] != _CRLF:
+                raise ProtocolError("bulk string not terminated by CRLF")
+            items.append(bytes(buf[at:stop]))
+            at = stop + 2
+            continue
+        parsed = parse(buf, at, depth + 1)
+        if parsed is None:
+            return None
+        item, at = parsed
+        items.append(item)
+    return items, at
+
+
+def pack(*args: Union[bytes, str]) -> bytes:
+    """One command as a RESP2 array of bulk strings: what the drainer sends (SUBSCRIBE with 2,000 channels,
+    MGET of 2,000 keys) packed in one pass instead of a call per argument."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg.encode() if isinstance(arg, str) else arg
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+def _number(line: Union[bytes, bytearray]) -> int:
     try:
         return int(line)
     except ValueError:
         raise ProtocolError("bad number in reply header") from None
+
+
+INCOMPLETE = object()  # ``Replies.next``: the buffer holds no whole reply yet
+
+
+class Replies(Protocol):
+    """A reply reader: bytes in (``feed``), whole replies out (``next``, else ``INCOMPLETE``)."""
+
+    def feed(self, data: bytes) -> None: ...
+
+    def has_data(self) -> bool: ...
+
+    def next(self) -> Any: ...
+
+
+class PyReplies:
+    """``parse`` over one growing buffer."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._pos = 0
+
+    def feed(self, data: bytes) -> None:
+        if self._pos:
+            del self._buf[: self._pos]
+            self._pos = 0
+        self._buf += data
+
+    def has_data(self) -> bool:
+        return self._pos < len(self._buf)
+
+    def next(self) -> Any:
+        if self._pos >= len(self._buf):
+            return INCOMPLETE
+        parsed = parse(self._buf, self._pos)
+        if parsed is None:
+            return INCOMPLETE
+        reply, self._pos = parsed
+        if self._pos == len(self._buf):
+            self._buf.clear()
+            self._pos = 0
+        return reply
+
+
+class HiredisReplies:
+    """hiredis' reader, giving the same replies (errors as ``ErrorReply``, garbage as ``ProtocolError``)."""
+
+    def __init__(self) -> None:
+        self._reader = _hiredis.Reader(protocolError=ProtocolError, replyError=ErrorReply)
+
+    def feed(self, data: bytes) -> None:
+        self._reader.feed(data)
+
+    def has_data(self) -> bool:
+        return bool(self._reader.has_data())
+
+    def next(self) -> Any:
+        reply = self._reader.gets()
+        return INCOMPLETE if reply is False else reply
+
+
+def replies() -> Replies:
+    """The fastest reader available here."""
+    return HiredisReplies() if _hiredis is not None else PyReplies()

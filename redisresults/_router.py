@@ -118,6 +118,29 @@ class Router:
             self._pending += 1
         return None, wake
 
+    def register_many(
+        self, entries: list[tuple[bytes, ResultFuture]], *, just_read: bool = False
+    ) -> tuple[list[tuple[ResultFuture, Meta]], bool]:
+        """``register`` for many ``(channel, future)`` under one lock (a ResultSet's burst of waits).
+        Returns ``(the futures whose meta is cached, with it; wake the drainer)``."""
+        cached_ones: list[tuple[ResultFuture, Meta]] = []
+        wake = False
+        mark = READ_BY_CALLER if just_read else FRESH
+        with self._lock:
+            self._check_open()
+            cache = self._cache
+            for channel, future in entries:
+                if cache is not None:
+                    cached = cache.get(future.task_id)
+                    if cached is not None:
+                        cached_ones.append((future, cached))
+                        continue
+                interest, woke = self._interest(channel, future.task_id, mark)
+                interest.add(future)
+                wake = wake or woke
+            self._pending += len(entries) - len(cached_ones)
+        return cached_ones, wake
+
     def discard(self, channel: bytes, future: ResultFuture) -> bool:
         """Remove a future whose waiter gave up; True when the drainer must be woken."""
         with self._lock:

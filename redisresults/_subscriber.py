@@ -1,7 +1,7 @@
 """The drainer's Pub/Sub connection: a lean reader over one redis-py connection.
 
 redis-py connects (TLS, AUTH/ACL, SELECT, CLIENT SETNAME, Sentinel discovery) and sends the
-commands; replies are read straight from the socket and parsed by ``_resp.parse`` (RESP2, so
+commands; replies are read straight from the socket and parsed by ``_resp`` (RESP2, so
 subscribed replies are plain arrays like ``[b"message", channel, data]``): no per-message
 ``PubSub`` or general-parser machinery runs on the hot path. This is the one module that relies
 on redis-py internals (a connection's socket); ``tests/test_subscriber.py`` fails loudly when
@@ -14,11 +14,10 @@ import socket
 from collections.abc import Sequence
 from typing import Any, Callable, Optional
 
-import redis
 import redis.exceptions as rex
 
 from ._exceptions import ConnectionUnavailable, translate
-from ._resp import ErrorReply, ProtocolError, parse
+from ._resp import INCOMPLETE, ErrorReply, ProtocolError, pack, replies
 
 # A lost, stalled or desynchronised connection: the drainer resyncs on a new one.
 _LOST = (rex.ConnectionError, rex.TimeoutError, rex.InvalidResponse, OSError, socket.timeout)
@@ -38,8 +37,8 @@ def lost(error: BaseException) -> ConnectionUnavailable:
     return mapped
 
 
-class RedisSubscriber:
-    """One subscribed connection, checked out of the drainer's private pool."""
+class _RawConnection:
+    """One connection checked out of the drainer's private pool; commands packed and replies parsed here."""
 
     def __init__(self, pool: Any) -> None:
         self._pool = pool
@@ -57,11 +56,63 @@ class RedisSubscriber:
         self._conn = conn
         sock = getattr(conn, "_sock", None)
         if sock is None:
-            raise ConnectionUnavailable("the Pub/Sub connection closed while connecting")
+            pool.release(conn)
+            raise ConnectionUnavailable("the connection closed while connecting")
         self._sock: socket.socket = sock
         self._pending = getattr(sock, "pending", None)  # TLS: records decrypted but not yet read
-        self._buf = bytearray()
-        self._pos = 0
+        self._replies = replies()
+
+    def buffered(self) -> bool:
+        return self._replies.has_data() or (self._pending is not None and bool(self._pending()))
+
+    def read(self) -> Any:
+        """One reply (blocks until it is complete); an error reply is returned as a redisresults error."""
+        replies = self._replies
+        while True:
+            try:
+                reply = replies.next()
+            except ProtocolError as error:
+                raise lost(error) from error
+            if reply is INCOMPLETE:
+                self._fill()
+                continue
+            if isinstance(reply, ErrorReply):
+                message = reply.message
+                foreign = rex.NoPermissionError if message.startswith("NOPERM") else rex.ResponseError
+                return translate(foreign(message))
+            return reply
+
+    def _fill(self) -> None:
+        try:
+            chunk = self._sock.recv(65536)
+        except OSError as error:  # socket.timeout included
+            raise lost(error) from error
+        if not chunk:
+            raise ConnectionUnavailable("the server closed the connection")
+        self._replies.feed(chunk)
+
+    def send(self, packed: bytes) -> None:
+        try:
+            self._sock.sendall(packed)
+        except OSError as error:
+            raise lost(error) from error
+
+    def close(self) -> None:
+        try:
+            self._conn.disconnect()
+        finally:
+            self._pool.release(self._conn)
+
+    def release(self) -> None:
+        """Back to the pool still connected (nothing may be left unread on it)."""
+        if self.buffered():
+            self.close()
+        else:
+            self._pool.release(self._conn)
+
+
+class RedisSubscriber(_RawConnection):
+    """The subscribed connection: SUBSCRIBE/UNSUBSCRIBE/PING out, pushed replies in."""
 
     @property
     def address(self) -> Optional[tuple[str, int]]:
@@ -75,77 +126,38 @@ class RedisSubscriber:
         return self._sock
 
     def subscribe(self, channels: Sequence[bytes]) -> None:
-        self._send("SUBSCRIBE", *channels)
+        self.send(pack(b"SUBSCRIBE", *channels))
 
     def unsubscribe(self, channels: Sequence[bytes]) -> None:
-        self._send("UNSUBSCRIBE", *channels)
+        self.send(pack(b"UNSUBSCRIBE", *channels))
 
     def ping(self, payload: bytes) -> None:
-        self._send("PING", payload)
-
-    def buffered(self) -> bool:
-        return self._pos < len(self._buf) or (self._pending is not None and bool(self._pending()))
-
-    def read(self) -> Any:
-        """One reply (the socket is readable or buffered); an error reply is returned, not raised."""
-        while True:
-            if self._pos < len(self._buf):
-                try:
-                    parsed = parse(self._buf, self._pos)
-                except ProtocolError as error:
-                    raise lost(error) from error
-                if parsed is not None:
-                    reply, self._pos = parsed
-                    if self._pos == len(self._buf):
-                        self._buf.clear()
-                        self._pos = 0
-                    if isinstance(reply, ErrorReply):
-                        message = reply.message
-                        foreign = rex.NoPermissionError if message.startswith("NOPERM") else rex.ResponseError
-                        return translate(foreign(message))
-                    return reply
-            self._fill()
-
-    def _fill(self) -> None:
-        try:
-            chunk = self._sock.recv(65536)
-        except OSError as error:  # socket.timeout included
-            raise lost(error) from error
-        if not chunk:
-            raise ConnectionUnavailable("the server closed the Pub/Sub connection")
-        if self._pos:
-            del self._buf[: self._pos]
-            self._pos = 0
-        self._buf += chunk
-
-    def close(self) -> None:
-        try:
-            self._conn.disconnect()
-        finally:
-            self._pool.release(self._conn)
+        self.send(pack(b"PING", payload))
 
     def send_commands(self, commands: Sequence[Sequence[Any]]) -> None:
         """Several commands in one write (pipelined); their replies come back in order."""
-        try:
-            self._conn.send_packed_command(self._conn.pack_commands(commands), check_health=False)
-        except _LOST as error:
-            raise lost(error) from error
-
-    def _send(self, *args: Any) -> None:
-        try:
-            self._conn.send_command(*args, check_health=False)
-        except _LOST as error:
-            raise lost(error) from error
+        self.send(b"".join(pack(*command) for command in commands))
 
 
 def key_reader(pool: Any) -> Callable[[Sequence[bytes]], Sequence[Optional[bytes]]]:
-    """MGET on the drainer's own pool (never the shared one), errors translated at this boundary."""
-    reader = redis.Redis(connection_pool=pool)
+    """MGET on the drainer's own pool (never the shared one), errors translated at this boundary.
+
+    The connection goes back to the pool after each read (as with any redis-py call), and is closed
+    instead after an error: a reply half read must never be taken for the next one."""
 
     def read_keys(keys: Sequence[bytes]) -> Sequence[Optional[bytes]]:
+        conn = _RawConnection(pool)
         try:
-            return reader.mget(keys)  # type: ignore[return-value]  # bytes: decode_responses is off
-        except Exception as error:
-            raise translate(error) from error
+            conn.send(pack(b"MGET", *keys))
+            reply = conn.read()
+            if isinstance(reply, BaseException):
+                raise reply
+            if not isinstance(reply, list) or len(reply) != len(keys):
+                raise ConnectionUnavailable(f"MGET of {len(keys)} keys got an unexpected reply")
+        except BaseException:
+            conn.close()
+            raise
+        conn.release()
+        return reply
 
     return read_keys

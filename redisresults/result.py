@@ -177,29 +177,35 @@ class AsyncResult:
         The drainer settles it directly (no thread hop); its done-callbacks run on the backend's
         callback loop, never on the drainer.
         """
-        result = _CallbackLoopFuture(self.backend.callbacks)
+        result = _CallbackLoopFuture(self.backend.callbacks, self)
         result.set_running_or_notify_cancel()
-
-        def settle(future: ResultFuture) -> None:
-            try:
-                meta = future.meta()
-                self._ready_meta = meta
-                value = _value(meta, self.label, propagate=True)
-            except BaseException as error:
-                result.set_exception(error)
-            else:
-                result.set_result(value)
-
-        self.backend.result_consumer.register(self.id, settle)
+        self.backend.result_consumer.register(self.id, result.settle_from)
         return result
 
 
 class _CallbackLoopFuture(concurrent.futures.Future):  # type: ignore[type-arg]
-    """A Future whose done-callbacks (user code) run on the callback loop, so settling it is safe anywhere."""
+    """A Future whose done-callbacks (user code) run on the callback loop, so settling it is safe anywhere.
 
-    def __init__(self, runner: CallbackRunner) -> None:
+    It is its own listener (a bound method, not a closure: a burst of 10,000 waits allocates a few objects per
+    wait fewer for the garbage collector to walk)."""
+
+    def __init__(self, runner: CallbackRunner, source: AsyncResult) -> None:
         super().__init__()
         self._runner = runner
+        self._source = source
+
+    def settle_from(self, future: ResultFuture) -> None:
+        source = self._source
+        try:
+            meta = future.meta()
+            source.set_ready_meta(meta)
+            value = _value(meta, source.label, propagate=True)
+        except BaseException as error:
+            # Without its traceback: the frames it holds (and their callers', holding this very Future) would
+            # make every failed future garbage that only a full GC pass frees.
+            self.set_exception(error.with_traceback(None))
+        else:
+            self.set_result(value)
 
     def add_done_callback(self, fn: Callable[[concurrent.futures.Future[Any]], object]) -> None:
         runner = self._runner
@@ -269,9 +275,9 @@ class ResultSet:
                 yield result
         consumer = self.backend.result_consumer
         try:
-            for result in self.results:
-                if result.ready_meta is None:
-                    pending[result.id] = consumer.register(result.id, arrived.put, just_read=True)
+            waiting = [result.id for result in self.results if result.ready_meta is None]
+            for future in consumer.register_many(waiting, arrived.put, just_read=True):
+                pending[future.task_id] = future
             while pending:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:

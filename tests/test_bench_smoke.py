@@ -41,6 +41,12 @@ FIGURES = (
     "get(timeout=0.1) overshoot",
     "get(timeout=0.5) overshoot",
 )
+CELERY_FIGURES = (
+    "Celery delay().get() p50 (vs stock Celery)",
+    "Celery fan-in, 10 threads (vs stock Celery)",
+    "Celery fan-in result-backend connections (10 threads)",
+    "Celery fan-in client connections, backend + broker (10 threads)",
+)
 #: Rows whose ratio comes with the spread over blocks.
 WITH_SPREAD = ("drain latency", "get() of a stored", "fan-in, ", "burst, ")
 
@@ -62,6 +68,14 @@ def _find(rows: List[Dict[str, object]], prefix: str) -> Dict[str, object]:
     matches = [row for row in rows if str(row["figure"]).startswith(prefix)]
     assert len(matches) == 1, (prefix, [row["figure"] for row in rows])
     return matches[0]
+
+
+def _celery() -> bool:
+    try:
+        import celery  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _gevent() -> bool:
@@ -97,6 +111,10 @@ def test_bench_json_on_the_embedded_server() -> None:
     for mode in ("threads, unix socket", "threads, TCP"):
         for label in ("p50", "p99"):
             assert _find(rows, f"drain latency {label} ({mode})")["unit"] == "ms"
+    if _celery():
+        for prefix in CELERY_FIGURES:
+            _find(rows, prefix)
+        assert _find(rows, "Celery fan-in result-backend connections (10 threads)")["pass"] is True
     if _gevent():
         _find(rows, "drain latency p50 (gevent, unix socket)")
         _find(rows, "fan-in, 20 greenlets")
@@ -109,7 +127,7 @@ def test_bench_json_on_the_embedded_server() -> None:
 
 
 def test_bench_table_against_a_url(redis_server: RedisServer) -> None:
-    proc = run_bench("--no-gevent", "--url", redis_server.url)
+    proc = run_bench("--no-gevent", "--no-celery", "--url", redis_server.url)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("redisresults bench on ")

@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from redisresults._resp import ErrorReply, ProtocolError, parse
+from redisresults._resp import INCOMPLETE, ErrorReply, HiredisReplies, ProtocolError, PyReplies, pack, parse, replies
+
+try:
+    import hiredis  # noqa: F401 - only whether it is there
+except ImportError:
+    READERS: list[Any] = [PyReplies]
+else:
+    READERS = [PyReplies, HiredisReplies]
 
 
 def encode(value: Any) -> bytes:
@@ -46,7 +53,10 @@ def test_replies(wire: bytes, reply: Any) -> None:
 
 @pytest.mark.parametrize(
     "wire",
-    [b"?x\r\n", b"$abc\r\n", b"$3\r\nabcd\r\n", b"*-5\r\n", b"$-7\r\n", b":1.5\r\n", b"$999999999999\r\n"],
+    [b"?x\r\n", b"$abc\r\n", b"$3\r\nabcd\r\n", b"*-5\r\n", b"$-7\r\n", b":1.5\r\n", b"$999999999999\r\n",
+     # the same inside an array (its bulk strings and integers are read inline, not by a nested parse)
+     b"*1\r\n?x\r\n", b"*2\r\n:1\r\n$abc\r\n", b"*1\r\n$3\r\nabcd\r\n", b"*1\r\n$-7\r\n", b"*1\r\n:1.5\r\n",
+     b"*1\r\n$999999999999\r\n"],
 )
 def test_garbage_is_a_protocol_error(wire: bytes) -> None:
     with pytest.raises(ProtocolError):
@@ -78,3 +88,44 @@ def test_stream_of_replies_parses_back_whatever_the_chunking(replies: list, data
             reply, pos = parsed
             got.append(reply)
     assert got == replies and pos == len(wire)
+
+
+@given(st.lists(values, min_size=1, max_size=5), st.data())
+@pytest.mark.parametrize("reader", READERS)
+def test_readers_give_the_same_replies_whatever_the_chunking(reader: Any, replies: list, data: st.DataObject) -> None:
+    """The pure-Python reader and hiredis' (when installed) agree with ``parse`` on any split of the bytes."""
+    wire = b"".join(encode(r) for r in replies)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(wire)), max_size=6)))
+    got, start, buf = [], 0, reader()
+    for cut in [*cuts, len(wire)]:
+        if cut > start:
+            buf.feed(wire[start:cut])
+        start = max(start, cut)
+        while (reply := buf.next()) is not INCOMPLETE:
+            got.append(reply)
+    assert got == replies and not buf.has_data()
+
+
+@pytest.mark.parametrize("reader", READERS)
+def test_readers_map_errors_alike(reader: Any) -> None:
+    buf = reader()
+    buf.feed(b"-NOPERM no access\r\n:1\r\n?x\r\n")
+    assert buf.next() == ErrorReply("NOPERM no access")
+    assert buf.next() == 1
+    with pytest.raises(ProtocolError):
+        buf.next()
+
+
+def test_the_fastest_reader_is_chosen() -> None:
+    assert isinstance(replies(), READERS[-1])
+
+
+@given(st.lists(st.one_of(st.binary(max_size=40), st.text(max_size=10)), min_size=1, max_size=8))
+def test_pack_is_what_parse_reads_back(args: list) -> None:
+    wire = pack(*args)
+    assert parse(wire) == ([a.encode() if isinstance(a, str) else a for a in args], len(wire))
+
+
+def test_pack_table() -> None:
+    assert pack(b"SUBSCRIBE", b"a", b"bc") == b"*3\r\n$9\r\nSUBSCRIBE\r\n$1\r\na\r\n$2\r\nbc\r\n"
+    assert pack("PING", b"") == b"*2\r\n$4\r\nPING\r\n$0\r\n\r\n"

@@ -10,12 +10,15 @@ blocks of the run, whose lowest and highest are printed beside it.
 Only the public API of redisresults is used. ``redisresults bench`` prints the table (or JSON);
 ``benchmarks/`` runs the same figures under pytest-benchmark. Helper processes (the URL in
 ``$REDISRESULTS_URL``, never on a command line): ``python -m redisresults.bench store|drain|fanin ...``
-(the fan-in storer; the gevent runs under ``python -m gevent.monkey --module redisresults.bench``).
+(the fan-in storer; the gevent runs under ``python -m gevent.monkey --module redisresults.bench``), and
+``celery-get`` (Celery's fresh get() under gevent). The Celery figure (``figure_celery``: stock Celery's client
+against the drop-in's, on one real ``celery worker``) needs the ``bench-celery`` extra; without it, it is empty.
 """
 
 from __future__ import annotations
 
 from ._burst import figure_burst
+from ._celery import figure_celery
 from ._common import QUICK_ENV, BenchError, Options
 from ._drain import figure_drain
 from ._fanin import figure_fan_in
@@ -31,6 +34,7 @@ __all__ = [
     "Options",
     "environment",
     "figure_burst",
+    "figure_celery",
     "figure_drain",
     "figure_fan_in",
     "figure_memory",

@@ -3,7 +3,9 @@
 The server's URL comes in ``$REDISRESULTS_URL`` (a command line is visible to every local user):
 ``python -m redisresults.bench store PREFIX COUNT``: the storing process of the fan-in figure;
 ``python -m gevent.monkey --module redisresults.bench drain SAMPLES``: drain latency under gevent;
-``python -m gevent.monkey --module redisresults.bench fanin COUNT ROUNDS``: fan-in with greenlets.
+``python -m gevent.monkey --module redisresults.bench fanin COUNT ROUNDS``: fan-in with greenlets;
+``python -m gevent.monkey --module redisresults.bench celery-get SAMPLES``: Celery's fresh get() under gevent
+(the worker's queue and key prefix in ``$RRBENCH_CELERY_QUEUE`` / ``$RRBENCH_CELERY_PREFIX``).
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ import logging
 import os
 import sys
 
+from ._celery import celery_get
 from ._common import URL_ENV
 from ._drain import drain_latency
 from ._fanin import fan_in, store_process
 
-USAGE = f"usage: ${URL_ENV}=URL python -m redisresults.bench store PREFIX COUNT | drain SAMPLES | fanin COUNT ROUNDS"
+USAGE = (f"usage: ${URL_ENV}=URL python -m redisresults.bench store PREFIX COUNT | drain SAMPLES | fanin COUNT ROUNDS"
+         " | celery-get SAMPLES")
 
 
 def main(argv: list[str]) -> int:
@@ -33,6 +37,9 @@ def main(argv: list[str]) -> int:
         return 0
     if url and command == "fanin" and len(args) == 2:
         print(json.dumps(fan_in(url, int(args[0]), rounds=int(args[1]))))
+        return 0
+    if url and command == "celery-get" and len(args) == 1:
+        print(json.dumps(celery_get(url, int(args[0]))))
         return 0
     print(USAGE, file=sys.stderr)
     return 64

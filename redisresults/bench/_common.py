@@ -56,6 +56,7 @@ class Options:
     reject_max: int = 1024 * MiB  # largest value built for the rejection figure
     overshoot_repeats: int = 5
     gevent: bool = True  # also measure in gevent-patched subprocesses
+    celery: bool = True  # the Celery figures (when Celery is installed)
 
     @classmethod
     def quick(cls, **changes: Any) -> Options:

@@ -12,6 +12,7 @@ import redis
 import redisresults
 
 from ._burst import figure_burst
+from ._celery import figure_celery
 from ._cluster import cluster_url_from_env, figure_cluster
 from ._common import Options, Progress, Row, no_progress
 from ._drain import figure_drain
@@ -20,8 +21,9 @@ from ._limits import figure_overshoot, figure_reject
 from ._memory import figure_memory
 from ._ready import figure_ready
 
-#: The figures after drain latency (which also takes the TCP URL), in the order they run and print.
-FIGURES = (figure_ready, figure_fan_in, figure_burst, figure_memory, figure_reject, figure_overshoot)
+#: The figures after drain latency (which also takes the TCP URL), in the order they run and print. The Celery
+#: figure is empty when Celery (the ``bench-celery`` extra) is not installed.
+FIGURES = (figure_ready, figure_fan_in, figure_burst, figure_memory, figure_reject, figure_overshoot, figure_celery)
 
 
 def environment(url: str) -> dict[str, Any]:

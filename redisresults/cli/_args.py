@@ -86,6 +86,7 @@ def build_parser() -> ArgumentParser:
         metavar = "BYTES" if option.startswith("--reject") else "N"
         p.add_argument(option, dest=field, type=positive, default=None, metavar=metavar, help=help_text)
     p.add_argument("--no-gevent", action="store_true", help="skip the gevent runs (drain latency, greenlet fan-in)")
+    p.add_argument("--no-celery", action="store_true", help="skip the Celery figures (drop-in against stock Celery)")
     p.add_argument("--strict", action="store_true", help="exit 1 when a figure misses its target")
     return parser
 

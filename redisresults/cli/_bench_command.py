@@ -18,6 +18,7 @@ def bench_options(args: argparse.Namespace) -> bench.Options:
     given: dict[str, Any] = {field: getattr(args, field) for _, field, _ in BENCH_SIZES
                              if getattr(args, field) is not None}
     given["gevent"] = not args.no_gevent
+    given["celery"] = not args.no_celery
     if args.quick or os.environ.get(bench.QUICK_ENV) == "1":
         return bench.Options.quick(**given)
     return bench.Options(**given)
