@@ -104,7 +104,7 @@ class _RawConnection:
             self._pool.release(self._conn)
 
     def release(self) -> None:
-        """Back to the pool still connected (nothing may be left unread on it)."""
+        """Back to the pool still connected; closed instead if anything is left unread on it."""
         if self.buffered():
             self.close()
         else:
@@ -142,8 +142,9 @@ class RedisSubscriber(_RawConnection):
 def key_reader(pool: Any) -> Callable[[Sequence[bytes]], Sequence[Optional[bytes]]]:
     """MGET on the drainer's own pool (never the shared one), errors translated at this boundary.
 
-    The connection goes back to the pool after each read (as with any redis-py call), and is closed
-    instead after an error: a reply half read must never be taken for the next one."""
+    The connection goes back to the pool after each read, as with any redis-py call: a Sentinel pool resets its
+    idle connections when the master moves, and a held one would keep reading the old master. After an error it
+    is closed instead: a reply half read must never be taken for the next one's."""
 
     def read_keys(keys: Sequence[bytes]) -> Sequence[Optional[bytes]]:
         conn = _RawConnection(pool)
