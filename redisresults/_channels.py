@@ -123,11 +123,18 @@ class ChannelTable:
 
     # ---------------------------------------------------------------- outputs
 
-    def take_commands(self) -> tuple[list[bytes], list[bytes]]:
-        """Channels to SUBSCRIBE and to UNSUBSCRIBE now; ``sent`` must follow for each SUBSCRIBE chunk."""
+    def take_commands(self, unsubscribe: bool = True) -> tuple[list[bytes], list[bytes]]:
+        """Channels to SUBSCRIBE and (unless ``unsubscribe`` is false: they may wait to be batched) to
+        UNSUBSCRIBE now; ``sent`` must follow for each SUBSCRIBE chunk."""
         subs, self._to_subscribe = self._to_subscribe, []
+        if not unsubscribe:
+            return subs, []
         unsubs, self._to_unsubscribe = self._to_unsubscribe, []
         return subs, unsubs
+
+    def unsubscribe_backlog(self) -> int:
+        """UNSUBSCRIBEs not sent yet (the channel stays subscribed, and ignored, until they are)."""
+        return len(self._to_unsubscribe)
 
     def sent(self, subscribe_chunk: list[bytes]) -> None:
         self._unconfirmed.append(subscribe_chunk)

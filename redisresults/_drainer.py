@@ -26,6 +26,11 @@ log = get_logger("redisresults.drainer")
 
 BATCH = 2000
 YIELD_EVERY = 200
+# A delivered channel's UNSUBSCRIBE may wait this long (or until this many are due) to go out with others: under
+# a stream of results one command per step (and a syscall, and Redis' work) per result was the drainer's largest
+# cost after parsing. Nobody waits on an UNSUBSCRIBE; a message on a channel still subscribed is just ignored.
+LINGER = 0.01
+LINGER_MAX = 1000
 PING_PAYLOAD = b"redisresults-ping"
 # Sentinel: how often the drainer asks where the master is, and how long it keeps reading the old
 # master once it moved (stores already under way on old connections still publish there).
@@ -47,8 +52,10 @@ class Resync(Exception):
 class Drainer:
     """Routes every message of one Pub/Sub connection to the router's futures and watchers."""
 
-    def __init__(self, link: Link, router: Router) -> None:
+    def __init__(self, link: Link, router: Router, linger: float = LINGER) -> None:
         self._link = link
+        self._linger = linger
+        self._unsubscribe_due: Optional[float] = None
         self._router = router
         self._wakeup = WakeUp()
         self.stopping = False
@@ -126,7 +133,10 @@ class Drainer:
                 return
             self._connect()
         self._flush()
-        self._pump(0.0 if self._table.has_reads() else max_wait)
+        wait = 0.0 if self._table.has_reads() else max_wait
+        if self._unsubscribe_due is not None:
+            wait = max(0.0, min(wait, self._unsubscribe_due - time.monotonic()))
+        self._pump(wait)
         self._flush()
         self._read_keys()
         self._check_health()
@@ -152,11 +162,20 @@ class Drainer:
         return Changes(fresh, changes.dropped)
 
     def _flush(self) -> None:
-        """Send the SUBSCRIBE/UNSUBSCRIBE commands collected so far, in batches."""
+        """Send the SUBSCRIBE commands collected so far, and the UNSUBSCRIBEs once due (``LINGER``), in batches."""
         subscriber = self._subscriber
         if subscriber is None:
             return
-        subs, unsubs = self._table.take_commands()
+        backlog = self._table.unsubscribe_backlog()
+        due = False
+        if backlog:
+            now = time.monotonic()
+            if self._unsubscribe_due is None:
+                self._unsubscribe_due = now + self._linger
+            due = backlog >= LINGER_MAX or now >= self._unsubscribe_due
+            if due:
+                self._unsubscribe_due = None
+        subs, unsubs = self._table.take_commands(unsubscribe=due)
         for start in range(0, len(subs), BATCH):
             chunk = subs[start : start + BATCH]
             subscriber.subscribe(chunk)
@@ -254,6 +273,7 @@ class Drainer:
 
     def _drop_connection(self) -> None:
         subscriber, self._subscriber = self._subscriber, None
+        self._unsubscribe_due = None
         self._table.disconnected()
         if subscriber is not None:
             try:

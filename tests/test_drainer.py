@@ -23,7 +23,7 @@ def chan(task_id: str) -> bytes:
 def setup(**link: object) -> Tuple[FakeServer, Router, Drainer]:
     server = FakeServer()
     router = Router(cache_max=0)
-    drainer = Drainer(server.link(**link), router)  # type: ignore[arg-type]
+    drainer = Drainer(server.link(**link), router, linger=0.0)  # type: ignore[arg-type]
     return server, router, drainer
 
 
@@ -276,3 +276,46 @@ def test_crash_fails_every_waiter_and_later_waits() -> None:
     assert "JSONDecodeError" in (drainer.failure or "")
     with pytest.raises(DrainerError):
         wait_on(router, "c")
+
+
+def test_unsubscribes_linger_to_go_out_together() -> None:
+    """Results delivered one after another: their UNSUBSCRIBEs wait out ``linger`` and leave as one command."""
+    server = FakeServer()
+    router = Router(cache_max=0)
+    drainer = Drainer(server.link(), router, linger=0.2)  # type: ignore[arg-type]
+    ids = [f"l{i}" for i in range(5)]
+    futures = wait_on(router, *ids)
+    steps(drainer)
+    for task_id in ids:
+        server.store(chan(task_id), success(task_id))
+        steps(drainer, 1)
+    steps(drainer, 1)  # the last delivery's drop taken
+    assert all(f.done for f in futures)
+    assert server.commands("UNSUBSCRIBE") == []  # still lingering
+    assert drainer.snapshot()["subscribed"] == 0  # not counted as subscribed meanwhile
+    started = time.monotonic()
+    while not server.commands("UNSUBSCRIBE") and time.monotonic() - started < 5:
+        assert drainer.drain_once(1.0)  # the drainer's own wait ends when the linger is over, not after 1 s
+    assert [sorted(args) for args in server.commands("UNSUBSCRIBE")] == [sorted(map(chan, ids))]
+
+
+def test_a_wait_during_the_linger_is_served_once_the_unsubscribe_is_confirmed() -> None:
+    server = FakeServer()
+    router = Router(cache_max=0)
+    drainer = Drainer(server.link(), router, linger=0.2)  # type: ignore[arg-type]
+    (first,) = wait_on(router, "a")
+    steps(drainer)
+    server.publish(chan("a"), b'{"status": "SUCCESS", "result": 1, "task_id": "a"}')  # published, not stored
+    steps(drainer)
+    assert first.done and server.commands("UNSUBSCRIBE") == []
+    (again,) = wait_on(router, "a")  # the channel is still subscribed, with its UNSUBSCRIBE still to go out
+    started = time.monotonic()
+    while len(server.commands("SUBSCRIBE")) < 2 and time.monotonic() - started < 5:
+        assert drainer.drain_once(0.5)
+    # UNSUBSCRIBE, its ack, then SUBSCRIBE again (and a read once confirmed): a store from now on is not missed
+    assert server.commands("UNSUBSCRIBE") == [(chan("a"),)] and server.commands("SUBSCRIBE")[-1] == (chan("a"),)
+    steps(drainer)
+    assert not again.done
+    server.store(chan("a"), success("a"))
+    steps(drainer)
+    assert again.done and again.meta()["result"] == 1
