@@ -26,9 +26,10 @@ log = get_logger("redisresults.drainer")
 
 BATCH = 2000
 YIELD_EVERY = 200
-# A delivered channel's UNSUBSCRIBE may wait this long (or until this many are due) to go out with others: under
-# a stream of results one command per step (and a syscall, and Redis' work) per result was the drainer's largest
-# cost after parsing. Nobody waits on an UNSUBSCRIBE; a message on a channel still subscribed is just ignored.
+# At most one UNSUBSCRIBE command per LINGER (unless LINGER_MAX channels are due): the first after a quiet spell
+# leaves at once (a lone get() leaves nothing subscribed behind it, as Celery's own tests check), the ones of a
+# stream of results wait to go out together: one command per step (a syscall, Redis' work) per result was the
+# drainer's largest cost after parsing. A message on a channel still subscribed meanwhile is just ignored.
 LINGER = 0.01
 LINGER_MAX = 1000
 PING_PAYLOAD = b"redisresults-ping"
@@ -55,6 +56,7 @@ class Drainer:
     def __init__(self, link: Link, router: Router, linger: float = LINGER) -> None:
         self._link = link
         self._linger = linger
+        self._last_unsubscribe = -linger  # when the last UNSUBSCRIBE went out (the first one leaves at once)
         self._unsubscribe_due: Optional[float] = None
         self._router = router
         self._wakeup = WakeUp()
@@ -170,11 +172,13 @@ class Drainer:
         due = False
         if backlog:
             now = time.monotonic()
-            if self._unsubscribe_due is None:
-                self._unsubscribe_due = now + self._linger
-            due = backlog >= LINGER_MAX or now >= self._unsubscribe_due
+            due_at = self._last_unsubscribe + self._linger
+            due = backlog >= LINGER_MAX or now >= due_at
             if due:
+                self._last_unsubscribe = now
                 self._unsubscribe_due = None
+            else:
+                self._unsubscribe_due = due_at
         subs, unsubs = self._table.take_commands(unsubscribe=due)
         for start in range(0, len(subs), BATCH):
             chunk = subs[start : start + BATCH]
