@@ -294,10 +294,8 @@ def test_unsubscribes_linger_to_go_out_together() -> None:
     assert all(f.done for f in futures)
     assert server.commands("UNSUBSCRIBE") == [(chan(ids[0]),)]  # the first at once, the others lingering
     assert drainer.snapshot()["subscribed"] == 0  # not counted as subscribed meanwhile
-    started = time.monotonic()
-    while len(server.commands("UNSUBSCRIBE")) < 2 and time.monotonic() - started < 5:
-        assert drainer.drain_once(1.0)  # the drainer's own wait ends when the linger is over, not after 1 s
-    assert time.monotonic() - started < 0.9
+    # One step: its wait ends when the linger is over, not after 60 s (the test's timeout would fail it first)
+    assert drainer.drain_once(60.0)
     assert [sorted(args) for args in server.commands("UNSUBSCRIBE")[1:]] == [sorted(map(chan, ids[1:]))]
 
 
