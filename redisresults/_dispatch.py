@@ -45,7 +45,8 @@ class Dispatch:
             return None
         if meta is None:
             return READ_KEY
-        self.deliver(self._router.deliver(channel, meta), meta)
+        if self.deliver(self._router.deliver(channel, meta), meta):
+            self.yield_once()
         return None
 
     def found(self, chunk: Sequence[bytes], values: Sequence[Optional[bytes]], recovering: set[bytes]) -> list[bytes]:
@@ -66,7 +67,10 @@ class Dispatch:
                 resolved.append(channel)
                 if channel in recovering:
                     self.counters["recovered"] += 1
-            self.deliver(delivery, meta)
+            settled = self.deliver(delivery, meta)
+            del delivery
+            if settled:
+                self.yield_once()
         return resolved
 
     def crashed(self, error: BaseException) -> str:
@@ -81,7 +85,8 @@ class Dispatch:
     def fail(self, channels: Sequence[bytes], error: BaseException) -> None:
         self.settle(self._router.fail(channels), error=error)
 
-    def deliver(self, delivery: Delivery, meta: Meta) -> None:
+    def deliver(self, delivery: Delivery, meta: Meta) -> bool:
+        """Watchers, then futures; True when futures were settled (the caller then calls ``yield_once``)."""
         # Watchers first, as Celery calls on_message before it resolves: a waiter woken by this meta finds
         # its on_message already handed the same meta.
         for watcher in delivery.watchers:
@@ -91,8 +96,14 @@ class Dispatch:
                 log.error("watcher_failed", error=repr(error))
         if delivery.futures:
             self.settle(delivery.futures, meta=meta)
-        if delivery.futures and not self.yielded:
-            self.yielded = True  # let the woken waiters run first (gevent: yield to the hub)
+            return True
+        return False
+
+    def yield_once(self) -> None:
+        """Let the woken waiters run first (gevent: yield to the hub), once per batch. Called with no frame of
+        this drainer holding the settled futures: what their waiters drop meanwhile is freed at once."""
+        if not self.yielded:
+            self.yielded = True
             time.sleep(0)
 
     def settle(

@@ -227,8 +227,12 @@ def validate_meta(obj: Any, *, key: str) -> dict[str, Any]:
     status = obj.get("status")
     if not is_valid_state(status):
         raise DecodeError(f"document at key {key!r} has an unknown state: {_describe_state(status)}")
-    if status in EXCEPTION_STATES and not isinstance(obj.get("result"), BaseException):  # BaseException: pickle
-        problem = _exception_dict_problem(obj.get("result"))
+    result = obj.get("result")
+    # BaseException: pickle. A RETRY without a result is what Celery stores for ``self.retry()`` called without
+    # ``exc`` outside an ``except`` block.
+    bare_retry = status == RETRY and result is None
+    if status in EXCEPTION_STATES and not isinstance(result, BaseException) and not bare_retry:
+        problem = _exception_dict_problem(result)
         if problem is not None:
             raise DecodeError(f"document at key {key!r} is {status} but its result is not an exception: {problem}")
     traceback = obj.get("traceback")

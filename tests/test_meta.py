@@ -433,6 +433,14 @@ def test_validate_meta_accepts_celery_documents(celery_app: Celery) -> None:
         assert meta["status"] == state and meta["task_id"] == "t"
 
 
+def test_a_retry_without_exception_is_a_valid_document(celery_app: Celery) -> None:
+    """``self.retry()`` without ``exc`` outside an ``except`` block: Celery stores RETRY with no result. A waiter
+    that reads the key in that window must keep waiting, not fail."""
+    payload = celery_bytes(celery_app, "t", None, RETRY)
+    meta = validate_meta(loads(payload, JSON, frozenset({"json"}), key="k"), key="k")
+    assert meta["status"] == RETRY and meta["result"] is None
+
+
 def test_validate_meta_fills_optional_keys() -> None:
     doc: dict[str, Any] = {"status": SUCCESS}
     assert validate_meta(doc, key="k") is doc
@@ -485,7 +493,7 @@ def test_validate_meta_returns_a_dict_or_raises_decode_error(doc: Any) -> None:
     except DecodeError:
         return
     assert isinstance(meta, dict) and is_valid_state(meta["status"])
-    if meta["status"] in EXCEPTION_STATES:
+    if meta["status"] in EXCEPTION_STATES and not (meta["status"] == RETRY and meta["result"] is None):
         assert isinstance(rebuild_exception(meta["result"], key="k"), Exception)
 
 
