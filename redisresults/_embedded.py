@@ -27,6 +27,7 @@ from typing import Any, Callable, Optional
 import redis
 
 from . import ConnectionUnavailable
+from ._process import terminate
 
 HOW_TO_GET_ONE = (
     "no redis-server found: install one (Debian/Ubuntu: apt-get install redis-server), or "
@@ -214,13 +215,8 @@ class EmbeddedServer:
 
     def _kill(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.send_signal(signal.SIGKILL)
-                proc.wait(timeout=STOP_TIMEOUT)
+        if proc is not None:
+            terminate(proc, STOP_TIMEOUT)
 
     def __enter__(self) -> EmbeddedServer:
         return self.start()

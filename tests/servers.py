@@ -32,6 +32,7 @@ import trustme
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from redisresults._process import terminate
 from tests.polling import poll
 
 HOST = "127.0.0.1"
@@ -268,15 +269,8 @@ class _Process:
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """SIGTERM to this process's PID, wait up to ``timeout``, then SIGKILL to the same PID. Keeps the directory."""
         proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.send_signal(signal.SIGKILL)
-                proc.wait(timeout=timeout)
+        if proc is not None:
+            terminate(proc, timeout)
 
     def kill(self) -> None:
         """SIGKILL to this process's PID (a crash: no shutdown, no final AOF fsync). Keeps the directory."""

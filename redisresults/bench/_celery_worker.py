@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import atexit
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ from typing import Any, Optional
 from urllib.parse import quote
 
 import redisresults
+from redisresults._process import terminate
 
 from ._common import BenchError, child_env, transport
 
@@ -132,13 +132,7 @@ class CeleryWorker:
         """SIGTERM to our PID (a warm shutdown), SIGKILL after ``STOP_TIMEOUT`` (a threads pool has no children)."""
         proc, self.proc = self.proc, None
         if proc is not None:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=STOP_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    proc.send_signal(signal.SIGKILL)
-                    proc.wait(timeout=STOP_TIMEOUT)
+            terminate(proc, STOP_TIMEOUT)
         shutil.rmtree(self.dir, ignore_errors=True)
         if self in _LIVE:
             _LIVE.remove(self)

@@ -22,6 +22,8 @@ from typing import Dict, List, Optional
 
 import celery
 
+from redisresults._process import terminate
+
 ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
@@ -114,13 +116,7 @@ class CeleryWorker:
     def stop(self) -> None:
         proc, self._proc = self._proc, None
         if proc is not None:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=STOP_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    proc.send_signal(signal.SIGKILL)
-                    proc.wait(timeout=STOP_TIMEOUT)
+            terminate(proc, STOP_TIMEOUT)
             try:  # pool children of a worker that was killed: the group is the session we started
                 os.killpg(proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
