@@ -57,7 +57,6 @@ class Drainer:
         self._link = link
         self._linger = linger
         self._last_unsubscribe = -linger  # when the last UNSUBSCRIBE went out (the first one leaves at once)
-        self._unsubscribe_due: Optional[float] = None
         self._router = router
         self._wakeup = WakeUp()
         self.stopping = False
@@ -136,8 +135,8 @@ class Drainer:
             self._connect()
         self._flush()
         wait = 0.0 if self._table.has_reads() else max_wait
-        if self._unsubscribe_due is not None:
-            wait = max(0.0, min(wait, self._unsubscribe_due - time.monotonic()))
+        if self._table.unsubscribe_backlog():  # wake when the lingering UNSUBSCRIBEs are due
+            wait = max(0.0, min(wait, self._last_unsubscribe + self._linger - time.monotonic()))
         self._pump(wait)
         self._flush()
         self._read_keys()
@@ -169,16 +168,10 @@ class Drainer:
         if subscriber is None:
             return
         backlog = self._table.unsubscribe_backlog()
-        due = False
-        if backlog:
-            now = time.monotonic()
-            due_at = self._last_unsubscribe + self._linger
-            due = backlog >= LINGER_MAX or now >= due_at
-            if due:
-                self._last_unsubscribe = now
-                self._unsubscribe_due = None
-            else:
-                self._unsubscribe_due = due_at
+        now = time.monotonic()
+        due = bool(backlog) and (backlog >= LINGER_MAX or now >= self._last_unsubscribe + self._linger)
+        if due:
+            self._last_unsubscribe = now
         subs, unsubs = self._table.take_commands(unsubscribe=due)
         for start in range(0, len(subs), BATCH):
             chunk = subs[start : start + BATCH]
@@ -277,7 +270,6 @@ class Drainer:
 
     def _drop_connection(self) -> None:
         subscriber, self._subscriber = self._subscriber, None
-        self._unsubscribe_due = None
         self._table.disconnected()
         if subscriber is not None:
             try:

@@ -21,8 +21,8 @@ from ._serialization import Serializer, get_serializer
 
 __all__ = [
     "EXCEPTION_STATES", "FAILURE", "PENDING", "PROPAGATE_STATES", "READY_STATES", "RECEIVED", "RETRY", "REVOKED",
-    "STARTED", "SUCCESS", "encode_exception", "is_valid_state", "make_group_meta", "make_meta", "parse_date_done",
-    "parse_group_meta", "pending_meta", "rebuild_exception", "validate_meta",
+    "STARTED", "SUCCESS", "carries_exception", "encode_exception", "is_valid_state", "make_group_meta", "make_meta",
+    "parse_date_done", "parse_group_meta", "pending_meta", "rebuild_exception", "validate_meta",
 ]
 
 PENDING = "PENDING"
@@ -217,6 +217,13 @@ def _exception_dict_problem(data: Any) -> str | None:
     return None
 
 
+def carries_exception(meta: dict[str, Any]) -> bool:
+    """Whether a meta's result is an exception: FAILURE, REVOKED and RETRY do, except a RETRY stored with no
+    result (what Celery writes for ``self.retry()`` called without ``exc`` outside an ``except`` block)."""
+    status = meta.get("status")
+    return status in EXCEPTION_STATES and not (status == RETRY and meta.get("result") is None)
+
+
 def validate_meta(obj: Any, *, key: str) -> dict[str, Any]:
     """Check a decoded document is a task meta and fill Celery's optional keys; the dict is returned in place.
 
@@ -228,10 +235,7 @@ def validate_meta(obj: Any, *, key: str) -> dict[str, Any]:
     if not is_valid_state(status):
         raise DecodeError(f"document at key {key!r} has an unknown state: {_describe_state(status)}")
     result = obj.get("result")
-    # BaseException: pickle. A RETRY without a result is what Celery stores for ``self.retry()`` called without
-    # ``exc`` outside an ``except`` block.
-    bare_retry = status == RETRY and result is None
-    if status in EXCEPTION_STATES and not isinstance(result, BaseException) and not bare_retry:
+    if carries_exception(obj) and not isinstance(result, BaseException):  # BaseException: pickle
         problem = _exception_dict_problem(result)
         if problem is not None:
             raise DecodeError(f"document at key {key!r} is {status} but its result is not an exception: {problem}")

@@ -52,7 +52,7 @@ class ResultBackend(Protocol):
 def _value(meta: dict[str, Any], key: str, propagate: bool) -> Any:
     """The result a ready meta stands for; a stored failure is rebuilt (never imported)."""
     status = meta["status"]
-    if status in _meta.EXCEPTION_STATES and not (status == _meta.RETRY and meta.get("result") is None):
+    if _meta.carries_exception(meta):
         exc = _meta.rebuild_exception(meta["result"], key=key)
         if propagate and status in _meta.PROPAGATE_STATES:
             raise exc

@@ -32,6 +32,7 @@ from redisresults._meta import (
     REVOKED,
     STARTED,
     SUCCESS,
+    carries_exception,
     encode_exception,
     is_valid_state,
     make_group_meta,
@@ -493,7 +494,7 @@ def test_validate_meta_returns_a_dict_or_raises_decode_error(doc: Any) -> None:
     except DecodeError:
         return
     assert isinstance(meta, dict) and is_valid_state(meta["status"])
-    if meta["status"] in EXCEPTION_STATES and not (meta["status"] == RETRY and meta["result"] is None):
+    if carries_exception(meta):
         assert isinstance(rebuild_exception(meta["result"], key="k"), Exception)
 
 
