@@ -5,18 +5,19 @@ on redisresults' one drainer per process (one Pub/Sub connection, one pool), whi
 worker side stay Celery's own code. Needs the ``celery`` extra (``pip install 'redisresults[celery]'``); ``import
 redisresults`` never imports this package.
 
-Forms: ``redisresults+redis://``, ``+rediss://``, ``+socket://``, ``+sentinel://`` (through the entry point
-``redisresults`` in ``celery.result_backends``), ``redisresults://host...``, and without the entry point
-``redisresults.celery:CeleryBackend+redis://...``, or the class itself: ``Celery(backend=CeleryBackend)``.
+Forms: ``redisresults+redis://``, ``+rediss://``, ``+socket://``, ``+sentinel://``, ``+redis+cluster://``
+(through the entry point ``redisresults`` in ``celery.result_backends``), ``redisresults://host...``, and without
+the entry point ``redisresults.celery:CeleryBackend+redis://...``, or the class itself:
+``Celery(backend=CeleryBackend)``.
 """
 
 from __future__ import annotations
 
-from ._backend import CeleryBackend, CelerySentinelBackend, inner_url
+from ._backend import CeleryBackend, CeleryClusterBackend, CelerySentinelBackend, inner_url
 from ._core import close_all
 
-__all__ = ["CeleryBackend", "CelerySentinelBackend", "close_all", "inner_url"]
+__all__ = ["CeleryBackend", "CeleryClusterBackend", "CelerySentinelBackend", "close_all", "inner_url"]
 
-for _name in ("CeleryBackend", "CelerySentinelBackend"):
+for _name in ("CeleryBackend", "CelerySentinelBackend", "CeleryClusterBackend"):
     globals()[_name].__module__ = "redisresults.celery"
 del _name

@@ -11,6 +11,7 @@ unpickled, per app) shares one core — one pool and one Pub/Sub connection read
 from __future__ import annotations
 
 import os
+from functools import cached_property
 from typing import Any, Callable, Optional
 
 import redis
@@ -18,22 +19,24 @@ from celery._state import task_join_will_block  # type: ignore  # untyped, or no
 from celery.backends.redis import RedisBackend, SentinelBackend  # type: ignore  # untyped, or not installed
 
 from redisresults import ConfigError
+from redisresults._store import SHARDED_STORE_SCRIPT
+from redisresults._url import masked
 
 from ._consumer import ResultConsumer
 from ._core import Core, existing_core, shared_core
 from ._pending import READY_STATES, is_ready
-from ._settings import CoreSpec, core_spec
+from ._settings import CoreSpec, cluster_spec, core_spec
+from ._sharded import SLOT_ERRORS, celery_url, is_cluster_url, tagged_group_key
 from ._waiting import iter_ready, wait_for
 
 ALIAS = "redisresults"
 _SCHEMES = {"redisresults": "redis", "redis+socket": "socket", "unix": "socket"}
-_CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 
 
 def inner_url(url: Optional[str]) -> Optional[str]:
     """The Redis URL behind the drop-in's forms: ``redisresults://`` (handed over unstripped by Celery) is
     ``redis://``; ``redis+socket://`` and ``unix://`` are Celery's ``socket://``; a leftover ``redisresults+``
-    prefix is dropped. Every ``;``-separated Sentinel node is mapped the same way."""
+    prefix is dropped. Every ``;``-separated Sentinel (or cluster) node is mapped the same way."""
     if not url or "://" not in url:
         return url
     return ";".join(_inner_node(node) for node in url.split(";"))
@@ -47,8 +50,6 @@ def _inner_node(node: str) -> str:
     if lowered.startswith(ALIAS + "+"):
         scheme = scheme[len(ALIAS) + 1 :]
         lowered = scheme.lower()
-    if lowered in _CLUSTER_SCHEMES:
-        raise ConfigError(f"{scheme}:// (Redis Cluster) is not supported by the redisresults Celery drop-in yet")
     return f"{_SCHEMES.get(lowered, scheme)}://{rest}"
 
 
@@ -64,8 +65,9 @@ def _url_argument(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Optional[str
 class CeleryBackend(RedisBackend):  # type: ignore[misc]
     """The drop-in result backend: ``app.conf.result_backend = "redisresults+redis://..."``.
 
-    A ``sentinel://`` URL makes it a :class:`CelerySentinelBackend`. ``result_backend_thread_safe`` is moot: every
-    object is thread-safe and shares the process's core anyway.
+    A ``sentinel://`` URL makes it a :class:`CelerySentinelBackend`, a ``redis+cluster://`` URL a
+    :class:`CeleryClusterBackend`. ``result_backend_thread_safe`` is moot: every object is thread-safe and shares
+    the process's core anyway.
     """
 
     ResultConsumer = ResultConsumer
@@ -75,6 +77,8 @@ class CeleryBackend(RedisBackend):  # type: ignore[misc]
             url = inner_url(_url_argument(args, kwargs))
             if url is not None and url.partition("://")[0].lower() == "sentinel":
                 cls = CelerySentinelBackend
+            elif is_cluster_url(url):
+                cls = CeleryClusterBackend
         instance: CeleryBackend = super().__new__(cls)
         return instance
 
@@ -91,24 +95,32 @@ class CeleryBackend(RedisBackend):  # type: ignore[misc]
     ) -> None:
         if isinstance(host, str) and "://" in host:
             url, host = host, None
+        url = inner_url(url)
         super().__init__(
             host=host,
             port=port,
             db=db,
             password=password,
             max_connections=max_connections,
-            url=inner_url(url),
+            url=self._celery_url(url),
             connection_pool=connection_pool,
             **kwargs,
         )
         self.thread_safe = True
-        self._spec: CoreSpec = core_spec(
+        self._spec: CoreSpec = self._core_spec(url)
+        self._core: Core = shared_core(self._spec)
+
+    def _celery_url(self, url: Optional[str]) -> Optional[str]:
+        """The URL Celery's own parser reads (the same URL, except on a cluster)."""
+        return url
+
+    def _core_spec(self, url: Optional[str]) -> CoreSpec:
+        return core_spec(
             self.connparams,
             serializer=self.serializer,
             accept=self.accept,
             transport_options=self._transport_options,
         )
-        self._core: Core = shared_core(self._spec)
 
     # ---------------------------------------------------------------- the shared core
 
@@ -243,3 +255,54 @@ class CeleryBackend(RedisBackend):  # type: ignore[misc]
 class CelerySentinelBackend(CeleryBackend, SentinelBackend):  # type: ignore[misc]
     """The drop-in for ``redisresults+sentinel://h1:26379;sentinel://h2:26379/0`` (``master_name`` in
     ``result_backend_transport_options``)."""
+
+
+class CeleryClusterBackend(CeleryBackend):
+    """The drop-in for ``redisresults+redis+cluster://h1:7000;redis+cluster://h2:7001`` (``rediss+cluster://``).
+
+    Celery parses the first startup node's URL as usual (settings, TLS rules, warnings); the core is a
+    ``redisresults.ClusterBackend`` with one shard Pub/Sub connection per primary. Stores, multi-key reads and
+    chord keys change as ``_sharded`` explains; everything else is Celery's.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        celery_errors: tuple[type[BaseException], ...] = tuple(self.connection_errors)  # type: ignore[has-type]
+        self.connection_errors = celery_errors + SLOT_ERRORS
+
+    def _celery_url(self, url: Optional[str]) -> Optional[str]:
+        self._cluster_url = url
+        return celery_url(url) if url else url
+
+    def _core_spec(self, url: Optional[str]) -> CoreSpec:
+        if not url:
+            raise ConfigError("a Redis Cluster result backend needs its startup nodes in the URL")
+        self.url = url  # pickled results rebuild a cluster backend
+        return cluster_spec(
+            url,
+            self.connparams,
+            serializer=self.serializer,
+            accept=self.accept,
+            transport_options=self._transport_options,
+        )
+
+    def as_uri(self, include_password: bool = False) -> str:
+        url = self._cluster_url or ""
+        return url if include_password else masked(url)
+
+    @cached_property
+    def _store_script(self) -> Any:
+        return self.client.register_script(SHARDED_STORE_SCRIPT)
+
+    def _set(self, key: Any, value: Any, expires: Optional[int] = None) -> None:
+        if expires is None:
+            expires = self.expires
+        self._store_script(keys=[key], args=[value, int(expires or 0), b""], client=self.client)
+
+    def mget(self, keys: Any) -> Any:
+        cluster: Any = self.client  # a redis.cluster.RedisCluster here
+        return cluster.mget_nonatomic(list(keys))
+
+    def get_key_for_group(self, group_id: str, key: str = "") -> bytes:
+        group_key: bytes = super().get_key_for_group(group_id)
+        return tagged_group_key(group_key, self.key_t(key))

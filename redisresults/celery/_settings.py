@@ -19,6 +19,8 @@ import redis
 import redisresults
 from redisresults import ConfigError
 
+from ._sharded import core_url
+
 #: connparams keys that go to redisresults unchanged (``None`` = not given, so redisresults' default applies).
 _DIRECT = (
     "host",
@@ -54,7 +56,7 @@ _CERT_REQS = {"CERT_REQUIRED": ssl.CERT_REQUIRED, "CERT_OPTIONAL": ssl.CERT_OPTI
 class CoreSpec:
     """How to build one core: a URL only where redisresults needs one (Unix socket, Sentinel nodes), options."""
 
-    kind: str  # "redis" or "sentinel"
+    kind: str  # "redis", "sentinel" or "cluster"
     url: Optional[str]
     options: Mapping[str, Any]
 
@@ -121,6 +123,26 @@ def core_spec(
             options.pop(name, None)
         return CoreSpec("redis", "socket://" + quote(str(path)), options)
     return CoreSpec("redis", None, options)
+
+
+def cluster_spec(
+    url: str,
+    connparams: Mapping[str, Any],
+    *,
+    serializer: str,
+    accept: Iterable[str],
+    transport_options: Optional[Mapping[str, Any]],
+) -> CoreSpec:
+    """The core for a cluster URL: its startup nodes, plus what Celery parsed from the first node's URL and its
+    settings (credentials, timeouts, ``redis_max_connections`` per node, TLS)."""
+    spec = core_spec(connparams, serializer=serializer, accept=accept, transport_options=transport_options)
+    options = dict(spec.options)
+    db = options.pop("db", 0)
+    if db:
+        raise ConfigError(f"Redis Cluster has only database 0; db={db} cannot be used with redis+cluster://")
+    for name in ("host", "port"):
+        options.pop(name, None)
+    return CoreSpec("cluster", core_url(url, tls="ssl" in options), options)
 
 
 def _is_tls(connection_class: Any) -> bool:

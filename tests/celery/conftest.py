@@ -15,6 +15,7 @@ import pytest
 
 import redisresults.celery
 from tests.celery.workers import CeleryWorker, WorkerUnavailable
+from tests.cluster import ClusterGroup
 from tests.conftest import unavailable
 from tests.servers import RedisServer, ServerUnavailable
 
@@ -40,6 +41,12 @@ def broker_url(celery_redis: RedisServer) -> str:
 @pytest.fixture(scope="session")
 def dropin_url(celery_redis: RedisServer) -> str:
     return f"redisresults+redis://127.0.0.1:{celery_redis.port}/0"
+
+
+@pytest.fixture(scope="session")
+def cluster_url(redis_cluster: ClusterGroup) -> str:
+    """The drop-in on the suite's 3+3 Redis Cluster (the broker stays on ``celery_redis``)."""
+    return "redisresults+" + redis_cluster.url
 
 
 @pytest.fixture(scope="session")
@@ -108,21 +115,35 @@ def stock_prefork(broker_url: str, stock_url: str) -> Iterator[CeleryWorker]:
     yield from _worker(broker_url, stock_url, pool="prefork", concurrency=2)
 
 
-#: (client backend, worker fixture): every client path runs against each.
+@pytest.fixture(scope="session")
+def cluster_prefork(broker_url: str, cluster_url: str) -> Iterator[CeleryWorker]:
+    """A drop-in worker storing into the Redis Cluster, prefork pool."""
+    yield from _worker(broker_url, cluster_url, pool="prefork", concurrency=2)
+
+
+@pytest.fixture(scope="session")
+def cluster_threads(broker_url: str, cluster_url: str) -> Iterator[CeleryWorker]:
+    """A drop-in worker storing into the Redis Cluster, threads pool."""
+    yield from _worker(broker_url, cluster_url, pool="threads", concurrency=8)
+
+
+#: (client backend URL fixture, worker fixture): every client path runs against each.
 DEPLOYMENTS = {
-    "dropin-client+dropin-prefork": ("dropin", "dropin_prefork"),
-    "dropin-client+dropin-threads": ("dropin", "dropin_threads"),
-    "dropin-client+stock-worker": ("dropin", "stock_prefork"),
-    "stock-client+dropin-worker": ("stock", "dropin_prefork"),
+    "dropin-client+dropin-prefork": ("dropin_url", "dropin_prefork"),
+    "dropin-client+dropin-threads": ("dropin_url", "dropin_threads"),
+    "dropin-client+stock-worker": ("dropin_url", "stock_prefork"),
+    "stock-client+dropin-worker": ("stock_url", "dropin_prefork"),
+    "cluster-client+cluster-prefork": ("cluster_url", "cluster_prefork"),
+    "cluster-client+cluster-threads": ("cluster_url", "cluster_threads"),
 }
 
 
 @pytest.fixture(params=list(DEPLOYMENTS))
 def deployment(
-    request: pytest.FixtureRequest, make_app: AppFactory, broker_url: str, dropin_url: str, stock_url: str
+    request: pytest.FixtureRequest, make_app: AppFactory, broker_url: str
 ) -> tuple[celery.Celery, CeleryWorker]:
     """A client app and the worker serving its queue, for each mixed or pure deployment."""
-    client, worker_fixture = DEPLOYMENTS[request.param]
+    url_fixture, worker_fixture = DEPLOYMENTS[request.param]
     worker: CeleryWorker = request.getfixturevalue(worker_fixture)
-    backend = dropin_url if client == "dropin" else stock_url
+    backend: str = request.getfixturevalue(url_fixture)
     return make_app(backend, broker_url, worker.queue), worker

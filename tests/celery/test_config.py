@@ -54,6 +54,8 @@ def test_entry_point_is_registered() -> None:
         ("redisresults.celery.CeleryBackend+redis://127.0.0.1/2", CeleryBackend, "redis://127.0.0.1/2"),
         ("redisresults+socket:///tmp/r.sock?virtual_host=1", CeleryBackend, "socket:///tmp/r.sock?virtual_host=1"),
         ("redisresults", CeleryBackend, None),
+        ("redisresults+redis+cluster://127.0.0.1:7000;redis+cluster://127.0.0.1:7001", CeleryBackend,
+         "redis+cluster://127.0.0.1:7000;redis+cluster://127.0.0.1:7001"),
     ],
 )
 def test_celery_resolves_every_form(setting: str, cls: type, url: Any) -> None:
@@ -72,16 +74,13 @@ def test_celery_resolves_every_form(setting: str, cls: type, url: Any) -> None:
         ("unix:///a.sock", "socket:///a.sock"),
         ("sentinel://a:1;sentinel://b:2/0", "sentinel://a:1;sentinel://b:2/0"),
         ("redisresults+sentinel://a:1;redisresults+sentinel://b:2", "sentinel://a:1;sentinel://b:2"),
+        ("redis+cluster://a:1;redis+cluster://b:2", "redis+cluster://a:1;redis+cluster://b:2"),
+        ("redisresults+rediss+cluster://a:1?ssl_cert_reqs=none", "rediss+cluster://a:1?ssl_cert_reqs=none"),
         (None, None),
     ],
 )
 def test_inner_url(url: Any, inner: Any) -> None:
     assert inner_url(url) == inner
-
-
-def test_cluster_is_refused_by_name() -> None:
-    with pytest.raises(redisresults.ConfigError, match="Cluster"):
-        inner_url("redis+cluster://h:7000")
 
 
 def test_app_backend_is_the_drop_in(make_app: AppFactory, redis_server: RedisServer) -> None:
