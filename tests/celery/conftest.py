@@ -97,34 +97,26 @@ def _worker(broker: str, backend: str, **kwargs: Any) -> Iterator[CeleryWorker]:
     worker.stop()
 
 
-@pytest.fixture(scope="session")
-def dropin_prefork(broker_url: str, dropin_url: str) -> Iterator[CeleryWorker]:
-    """A drop-in worker, prefork pool (results stored by forked children, each with its own core)."""
-    yield from _worker(broker_url, dropin_url, pool="prefork", concurrency=2)
+def _worker_fixture(url_fixture: str, pool: str, doc: str) -> Any:
+    """A session-scoped worker fixture: ``pool`` (prefork with 2 children, or 8 threads) storing into the
+    backend that ``url_fixture`` names, started on first use."""
+    concurrency = 2 if pool == "prefork" else 8
+
+    @pytest.fixture(scope="session")
+    def worker(request: pytest.FixtureRequest, broker_url: str) -> Iterator[CeleryWorker]:
+        yield from _worker(broker_url, request.getfixturevalue(url_fixture), pool=pool, concurrency=concurrency)
+
+    worker.__doc__ = doc
+    return worker
 
 
-@pytest.fixture(scope="session")
-def dropin_threads(broker_url: str, dropin_url: str) -> Iterator[CeleryWorker]:
-    """A drop-in worker, threads pool (every thread shares the worker process's one core)."""
-    yield from _worker(broker_url, dropin_url, pool="threads", concurrency=8)
-
-
-@pytest.fixture(scope="session")
-def stock_prefork(broker_url: str, stock_url: str) -> Iterator[CeleryWorker]:
-    """A stock Celery worker (``redis://`` backend), prefork pool."""
-    yield from _worker(broker_url, stock_url, pool="prefork", concurrency=2)
-
-
-@pytest.fixture(scope="session")
-def cluster_prefork(broker_url: str, cluster_url: str) -> Iterator[CeleryWorker]:
-    """A drop-in worker storing into the Redis Cluster, prefork pool."""
-    yield from _worker(broker_url, cluster_url, pool="prefork", concurrency=2)
-
-
-@pytest.fixture(scope="session")
-def cluster_threads(broker_url: str, cluster_url: str) -> Iterator[CeleryWorker]:
-    """A drop-in worker storing into the Redis Cluster, threads pool."""
-    yield from _worker(broker_url, cluster_url, pool="threads", concurrency=8)
+dropin_prefork = _worker_fixture("dropin_url", "prefork", "A drop-in worker, prefork pool (results stored by forked "
+                                 "children, each with its own core).")
+dropin_threads = _worker_fixture("dropin_url", "threads", "A drop-in worker, threads pool (every thread shares the "
+                                 "worker process's one core).")
+stock_prefork = _worker_fixture("stock_url", "prefork", "A stock Celery worker (``redis://`` backend), prefork pool.")
+cluster_prefork = _worker_fixture("cluster_url", "prefork", "A drop-in worker storing into the Redis Cluster.")
+cluster_threads = _worker_fixture("cluster_url", "threads", "A drop-in worker storing into the Redis Cluster.")
 
 
 #: (client backend URL fixture, worker fixture): every client path runs against each.
