@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional, Protocol
 
 from ._drainer import COUNTERS, Drainer
 from ._exceptions import DrainerError, ResultTimeout, UsageError
-from ._future import Listener, ResultFuture, settle
+from ._future import Listener, Resolvable, ResultFuture, settle
 from ._keys import task_key
 from ._link import Link, Meta
 from ._router import Router
@@ -96,14 +96,18 @@ class ResultConsumer:
         ``just_read``: the caller read the key a moment ago and found it not ready, so the drainer need not
         peek at it before subscribing (it still reads it once the SUBSCRIBE is confirmed)."""
         future = ResultFuture(task_id, listener)
+        self.add(future, just_read=just_read)
+        return future
+
+    def add(self, future: Resolvable, *, just_read: bool = False) -> None:
+        """``register`` for a future of the caller's own (``AsyncResult.as_future``): resolved once, by the
+        drainer, or here at once from the ready-meta cache."""
+        task_id = future.task_id
         cached, wake = self._router.register(self._channel(task_id), task_id, future, just_read=just_read)
         if cached is not None:
-            future.set_meta(cached)
-            if listener is not None:
-                listener(future)
-            return future
+            future.resolve(cached, None)
+            return
         self._started(wake)
-        return future
 
     def register_many(
         self, task_ids: list[str], listener: Optional[Listener] = None, *, just_read: bool = False
@@ -113,14 +117,11 @@ class ResultConsumer:
             return []  # nothing to wait for: no drainer either
         futures = [ResultFuture(task_id, listener) for task_id in task_ids]
         prefix = self._prefix
-        cached, wake = self._router.register_many(
-            [(task_key(prefix, f.task_id), f) for f in futures], just_read=just_read
-        )
+        entries: list[tuple[bytes, Resolvable]] = [(task_key(prefix, f.task_id), f) for f in futures]
+        cached, wake = self._router.register_many(entries, just_read=just_read)
         self._started(wake)
         for future, meta in cached:
-            future.set_meta(meta)
-            if listener is not None:
-                listener(future)
+            future.resolve(meta, None)
         return futures
 
     def discard(self, future: ResultFuture) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any, Optional
 
 from ._exceptions import DecodeError, DrainerError, RedisResultsError
-from ._future import ResultFuture, settle
+from ._future import Resolvable, settle
 from ._link import Link, Meta
 from ._log import get_logger
 from ._meta import READY_STATES
@@ -107,6 +107,6 @@ class Dispatch:
             time.sleep(0)
 
     def settle(
-        self, futures: list[ResultFuture], meta: Optional[Meta] = None, error: Optional[BaseException] = None
+        self, futures: list[Resolvable], meta: Optional[Meta] = None, error: Optional[BaseException] = None
     ) -> None:
         settle(futures, meta, error, on_listener_error=lambda exc: log.error("listener_failed", error=repr(exc)))

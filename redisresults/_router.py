@@ -14,7 +14,7 @@ from typing import Any, Callable, NamedTuple, Optional, Union
 import cachetools
 
 from ._exceptions import DrainerError
-from ._future import ResultFuture
+from ._future import Resolvable
 from ._meta import READY_STATES
 
 Meta = dict[str, Any]
@@ -29,11 +29,11 @@ class _Interest:
     def __init__(self, task_id: str) -> None:
         self.task_id = task_id
         # One waiter is the common case: held bare, a list only from the second on (thousands may be pending).
-        self._futures: Union[ResultFuture, list[ResultFuture], None] = None
+        self._futures: Union[Resolvable, list[Resolvable], None] = None
         self.holds = 0
         self.watchers: tuple[Watcher, ...] = ()  # rare: a tuple, so a plain wait pays for no list
 
-    def add(self, future: ResultFuture) -> None:
+    def add(self, future: Resolvable) -> None:
         if self._futures is None:
             self._futures = future
         elif isinstance(self._futures, list):
@@ -41,7 +41,7 @@ class _Interest:
         else:
             self._futures = [self._futures, future]
 
-    def remove(self, future: ResultFuture) -> bool:
+    def remove(self, future: Resolvable) -> bool:
         if self._futures is future:
             self._futures = None
             return True
@@ -50,7 +50,7 @@ class _Interest:
             return True
         return False
 
-    def futures(self) -> list[ResultFuture]:
+    def futures(self) -> list[Resolvable]:
         if self._futures is None:
             return []
         return list(self._futures) if isinstance(self._futures, list) else [self._futures]
@@ -62,7 +62,7 @@ class _Interest:
 class Delivery(NamedTuple):
     """What a published or read meta resolves: the futures to set and the watchers to call."""
 
-    futures: list[ResultFuture]
+    futures: list[Resolvable]
     watchers: tuple[Watcher, ...]
 
 
@@ -103,7 +103,7 @@ class Router:
     # ---------------------------------------------------------------- callers
 
     def register(
-        self, channel: bytes, task_id: str, future: ResultFuture, *, just_read: bool = False
+        self, channel: bytes, task_id: str, future: Resolvable, *, just_read: bool = False
     ) -> tuple[Optional[Meta], bool]:
         """Add a waiting future (``just_read``: the caller read the key a moment ago and found nothing).
         Returns ``(cached ready meta or None, wake the drainer)``."""
@@ -119,11 +119,11 @@ class Router:
         return None, wake
 
     def register_many(
-        self, entries: list[tuple[bytes, ResultFuture]], *, just_read: bool = False
-    ) -> tuple[list[tuple[ResultFuture, Meta]], bool]:
+        self, entries: list[tuple[bytes, Resolvable]], *, just_read: bool = False
+    ) -> tuple[list[tuple[Resolvable, Meta]], bool]:
         """``register`` for many ``(channel, future)`` under one lock (a ResultSet's burst of waits).
         Returns ``(the futures whose meta is cached, with it; wake the drainer)``."""
-        cached_ones: list[tuple[ResultFuture, Meta]] = []
+        cached_ones: list[tuple[Resolvable, Meta]] = []
         wake = False
         mark = READ_BY_CALLER if just_read else FRESH
         with self._lock:
@@ -141,7 +141,7 @@ class Router:
             self._pending += len(entries) - len(cached_ones)
         return cached_ones, wake
 
-    def discard(self, channel: bytes, future: ResultFuture) -> bool:
+    def discard(self, channel: bytes, future: Resolvable) -> bool:
         """Remove a future whose waiter gave up; True when the drainer must be woken."""
         with self._lock:
             interest = self._interests.get(channel)
@@ -248,9 +248,9 @@ class Router:
             self._pending -= len(futures)
             return Delivery(futures, interest.watchers)
 
-    def fail(self, channels: Iterable[bytes]) -> list[ResultFuture]:
+    def fail(self, channels: Iterable[bytes]) -> list[Resolvable]:
         """End the interest in ``channels`` (e.g. a refused SUBSCRIBE); returns the futures to fail."""
-        failed: list[ResultFuture] = []
+        failed: list[Resolvable] = []
         with self._lock:
             for channel in channels:
                 interest = self._interests.pop(channel, None)
@@ -260,7 +260,7 @@ class Router:
             self._pending -= len(failed)
         return failed
 
-    def close(self, error: DrainerError) -> list[ResultFuture]:
+    def close(self, error: DrainerError) -> list[Resolvable]:
         """Refuse new interest from now on; returns every pending future, to fail with ``error``."""
         with self._lock:
             if self._closed is None:

@@ -311,6 +311,27 @@ def test_as_future_with_concurrent_futures(backend: redisresults.RedisBackend) -
         backend.AsyncResult("ff").as_future().result(timeout=5)
 
 
+def test_as_future_done_callbacks_run_on_the_callback_loop(backend: redisresults.RedisBackend) -> None:
+    """Added before and after the result arrives, a done-callback runs once, on the backend's callback loop:
+    never on the drainer, nor inline in the thread that adds it late."""
+    ran: List[Any] = []
+    both = threading.Event()
+
+    def record(future: concurrent.futures.Future[Any]) -> None:
+        ran.append((threading.current_thread().name, future.result(timeout=0)))
+        if len(ran) == 2:
+            both.set()
+
+    future = backend.AsyncResult("cbf").as_future()
+    future.add_done_callback(record)
+    wait_stats(backend, subscribed=1)
+    backend.mark_as_done("cbf", 5)
+    assert future.result(timeout=10) == 5
+    future.add_done_callback(record)
+    assert both.wait(10)
+    assert ran == [("redisresults-callbacks", 5)] * 2
+
+
 # ---------------------------------------------------------------------------------------------- failures
 
 

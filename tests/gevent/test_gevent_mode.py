@@ -6,6 +6,7 @@ imports gevent" and "gevent mode refused without monkey-patching" are about.
 
 from __future__ import annotations
 
+import concurrent.futures
 import textwrap
 from typing import Callable, Iterator
 
@@ -86,6 +87,32 @@ def test_callbacks_and_result_sets_under_gevent(make_backend) -> None:
         assert backend.ResultSet(ids).join(timeout=10) == list(range(20))
         assert seen.get(timeout=5) == 0
         storer.get(timeout=5)
+    assert beat.max_gap < 0.2
+
+
+def test_as_future_under_gevent(make_backend) -> None:
+    """Greenlets blocking in as_future().result() and in concurrent.futures.wait yield to the hub; the drainer
+    greenlet sets them, and their done-callbacks run on the callback greenlet."""
+    backend = make_backend("auto")
+    ids = [f"fut-{i}" for i in range(50)]
+    futures = [backend.AsyncResult(task_id).as_future() for task_id in ids]
+    called = gevent.event.Event()
+    futures[-1].add_done_callback(lambda f: called.set())
+    blocked = gevent.spawn(futures[0].result, timeout=10)
+
+    def store() -> None:
+        gevent.sleep(0.05)
+        for i, task_id in enumerate(ids):
+            backend.mark_as_done(task_id, i)
+
+    with Heartbeat() as beat:
+        storer = gevent.spawn(store)
+        done, not_done = concurrent.futures.wait(futures, timeout=10)
+        assert len(done) == len(ids) and not not_done
+        assert blocked.get(timeout=5) == 0
+        assert called.wait(5)
+        storer.get(timeout=5)
+    assert [f.result(timeout=0) for f in futures] == list(range(50))
     assert beat.max_gap < 0.2
 
 
