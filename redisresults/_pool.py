@@ -25,6 +25,14 @@ from ._exceptions import PoolTimeout
 REDIS_PY_DEFAULT_MAX = 100
 
 
+def checkout(pool: Any) -> Any:
+    """A connection from ``pool``: redis-py 5.0 wants a command name, 5.3+ warns when given one."""
+    try:
+        return pool.get_connection()
+    except TypeError:
+        return pool.get_connection("EVALSHA")
+
+
 def pool_params(connparams: dict[str, Any]) -> dict[str, Any]:
     """redis-py pool kwargs from a backend's connparams."""
     params = dict(connparams)

@@ -17,18 +17,11 @@ from typing import Any, Callable, Optional
 import redis.exceptions as rex
 
 from ._exceptions import ConnectionUnavailable, translate
+from ._pool import checkout
 from ._resp import INCOMPLETE, ErrorReply, ProtocolError, pack, replies
 
 # A lost, stalled or desynchronised connection: the drainer resyncs on a new one.
 _LOST = (rex.ConnectionError, rex.TimeoutError, rex.InvalidResponse, OSError, socket.timeout)
-
-
-def checkout(pool: Any) -> Any:
-    """A connection from ``pool``: redis-py 5.0 wants a command name, 5.3+ warns when given one."""
-    try:
-        return pool.get_connection()
-    except TypeError:
-        return pool.get_connection("SUBSCRIBE")
 
 
 def lost(error: BaseException) -> ConnectionUnavailable:

@@ -35,6 +35,7 @@ from ._log import get_logger
 from ._pool import REDIS_PY_DEFAULT_MAX, WaitingConnectionPool, drainer_params, pool_params
 from ._retry import call_with_retry
 from ._runtime import resolve_mode
+from ._script import PooledScript
 from ._store import STORE_SCRIPT, ServerLimit, check_raw_size, store
 from ._subscriber import RedisSubscriber, key_reader
 from ._url import masked
@@ -105,7 +106,7 @@ class RedisBackend:
                 if self._client is None:
                     self._pool = self._make_pool(self._pool_params(), shared=True)
                     self._client = redis.Redis(connection_pool=self._pool)
-                    self._script = self._client.register_script(STORE_SCRIPT)
+                    self._script = PooledScript(self._pool, STORE_SCRIPT)
                 client = self._client
         return client
 
