@@ -16,7 +16,7 @@ from ._future import Resolvable, settle
 from ._link import Link, Meta
 from ._log import get_logger
 from ._meta import READY_STATES
-from ._router import Delivery, Router
+from ._router import NO_DELIVERY, Delivery, Router
 
 log = get_logger("redisresults.drainer")
 
@@ -51,7 +51,8 @@ class Dispatch:
 
     def found(self, chunk: Sequence[bytes], values: Sequence[Optional[bytes]], recovering: set[bytes]) -> list[bytes]:
         """Stored values read for ``chunk``; returns the channels whose waiters got a ready result."""
-        resolved: list[bytes] = []
+        channels: list[bytes] = []
+        metas: list[Meta] = []
         for channel, raw in zip(chunk, values):
             if raw is None:
                 continue
@@ -60,14 +61,20 @@ class Dispatch:
             except (DecodeError, RedisResultsError) as error:
                 self.fail([channel], error)
                 continue
-            if meta.get("status") not in READY_STATES:
-                continue
-            delivery = self._router.deliver(channel, meta)
+            if meta.get("status") in READY_STATES:
+                channels.append(channel)
+                metas.append(meta)
+        if not channels:
+            return []
+        deliveries = self._router.deliver_many(channels, metas)  # one lock for the whole read
+        resolved: list[bytes] = []
+        for index, channel in enumerate(channels):
+            delivery, deliveries[index] = deliveries[index], NO_DELIVERY  # not held here once settled
             if delivery.futures:
                 resolved.append(channel)
                 if channel in recovering:
                     self.counters["recovered"] += 1
-            settled = self.deliver(delivery, meta)
+            settled = self.deliver(delivery, metas[index])
             del delivery
             if settled:
                 self.yield_once()
@@ -109,4 +116,7 @@ class Dispatch:
     def settle(
         self, futures: list[Resolvable], meta: Optional[Meta] = None, error: Optional[BaseException] = None
     ) -> None:
-        settle(futures, meta, error, on_listener_error=lambda exc: log.error("listener_failed", error=repr(exc)))
+        settle(futures, meta, error, on_listener_error=self._listener_failed)
+
+    def _listener_failed(self, error: BaseException) -> None:
+        log.error("listener_failed", error=repr(error))

@@ -209,10 +209,11 @@ class LeanFuture(concurrent.futures.Future[Any]):
 
     @property
     def _waiters(self) -> list[Any]:
-        with self._condition:
-            if self._waiter_list is None:
-                self._waiter_list = []
-            return self._waiter_list
+        # The stdlib reaches it only holding _condition (wait/as_completed install and remove waiters under
+        # _AcquireFutures or ``with f._condition``), as _settle does: no lock of its own needed to make it.
+        if self._waiter_list is None:
+            self._waiter_list = []
+        return self._waiter_list
 
     @_waiters.setter
     def _waiters(self, value: list[Any]) -> None:

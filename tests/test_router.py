@@ -89,6 +89,35 @@ def test_nobody_waiting_still_fills_the_cache() -> None:
     assert router.cached("z") is None
 
 
+def test_the_cache_keeps_the_most_recently_used() -> None:
+    router = Router(cache_max=3)
+    for task_id in "abc":
+        router.deliver(chan(task_id), ready(task_id))
+    assert router.cached("a") == ready("a")  # a read counts as a use: "b" is now the oldest
+    router.remember("d", ready("d"))
+    assert [router.cached(t) is not None for t in "abcd"] == [True, False, True, True]
+    router.remember("c", ready("c", 2))  # a new meta for a cached id replaces it and counts as a use
+    router.deliver(chan("e"), ready("e"))
+    assert [router.cached(t) is not None for t in "acde"] == [False, True, True, True]
+    assert router.cached("c") == ready("c", 2) and router.counts()["cached"] == 3
+    router.forget("c")
+    router.forget("c")  # idempotent
+    assert router.cached("c") is None and router.counts()["cached"] == 2
+
+
+def test_deliver_many_is_deliver_for_each() -> None:
+    router = Router(cache_max=10)
+    a, b = ResultFuture("a"), ResultFuture("b")
+    router.register(chan("a"), "a", a)
+    router.register(chan("b"), "b", b)
+    router.take_changes()
+    progress = {"status": "STARTED", "task_id": "b"}
+    deliveries = router.deliver_many([chan("a"), chan("b"), chan("z")], [ready("a"), progress, ready("z")])
+    assert [d.futures for d in deliveries] == [[a], [], []]
+    assert router.counts()["pending"] == 1 and router.take_changes().dropped == [chan("a")]
+    assert router.cached("z") == ready("z") and router.cached("b") is None
+
+
 def test_cache_disabled() -> None:
     router = Router(cache_max=0)
     router.remember("a", ready("a"))
