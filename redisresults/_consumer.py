@@ -103,11 +103,11 @@ class ResultConsumer:
         """``register`` for a future of the caller's own (``AsyncResult.as_future``): resolved once, by the
         drainer, or here at once from the ready-meta cache."""
         task_id = future.task_id
-        cached, wake = self._router.register(self._channel(task_id), task_id, future, just_read=just_read)
+        cached, wake = self._router.register(task_key(self._prefix, task_id), task_id, future, just_read=just_read)
         if cached is not None:
             future.resolve(cached, None)
-            return
-        self._started(wake)
+        elif wake or self._runner is None:
+            self._started(wake)
 
     def register_many(
         self, task_ids: list[str], listener: Optional[Listener] = None, *, just_read: bool = False

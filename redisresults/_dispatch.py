@@ -102,7 +102,7 @@ class Dispatch:
             except Exception as error:  # a watcher only enqueues; it must never stop the drainer
                 log.error("watcher_failed", error=repr(error))
         if delivery.futures:
-            self.settle(delivery.futures, meta=meta)
+            settle(delivery.futures, meta, None, self._listener_failed)
             return True
         return False
 

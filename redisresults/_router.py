@@ -137,9 +137,11 @@ class Router:
         """Add a waiting future (``just_read``: the caller read the key a moment ago and found nothing).
         Returns ``(cached ready meta or None, wake the drainer)``."""
         with self._lock:
-            self._check_open()
-            if self._cache is not None:
-                cached = self._cache.get(task_id)
+            if self._closed is not None:
+                self._check_open()
+            cache = self._cache
+            if cache is not None:
+                cached = cache.get(task_id)
                 if cached is not None:
                     return cached, False
             interest, wake = self._interest(channel, task_id, READ_BY_CALLER if just_read else FRESH)

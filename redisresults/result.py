@@ -49,11 +49,11 @@ class ResultBackend(Protocol):
     def restore_group(self, group_id: str) -> Optional[GroupResult]: ...
 
 
-def _value(meta: dict[str, Any], key: str, propagate: bool) -> Any:
-    """The result a ready meta stands for; a stored failure is rebuilt (never imported)."""
+def _value(meta: dict[str, Any], of: AsyncResult, propagate: bool) -> Any:
+    """The result a ready meta of ``of`` stands for; a stored failure is rebuilt (never imported)."""
     status = meta["status"]
     if _meta.carries_exception(meta):
-        exc = _meta.rebuild_exception(meta["result"], key=key)
+        exc = _meta.rebuild_exception(meta["result"], key=of.label)
         if propagate and status in _meta.PROPAGATE_STATES:
             raise exc
         return exc
@@ -94,7 +94,7 @@ class AsyncResult:
         ``timeout=None`` waits without limit; ``timeout=0`` checks once; past the deadline
         ResultTimeout is raised.
         """
-        return _value(self._wait(timeout), self.label, propagate)
+        return _value(self._wait(timeout), self, propagate)
 
     wait = get
 
@@ -133,7 +133,7 @@ class AsyncResult:
     @property
     def result(self) -> Any:
         """The value, the exception object for failures, or None while pending."""
-        return _value(self._meta(), self.label, propagate=False)
+        return _value(self._meta(), self, propagate=False)
 
     info = result
 
@@ -202,9 +202,9 @@ class _CallbackLoopFuture(LeanFuture):
             return
         assert meta is not None
         source = self._source
-        source.set_ready_meta(meta)
+        source._ready_meta = meta  # set_ready_meta(), one call fewer per result of a burst
         try:
-            value = _value(meta, source.label, propagate=True)
+            value = _value(meta, source, propagate=True)
         except BaseException as failure:
             self._settle(None, failure.with_traceback(None))
         else:
@@ -311,8 +311,8 @@ class ResultSet:
             meta = result.ready_meta
             assert meta is not None
             if propagate and meta["status"] in _meta.PROPAGATE_STATES:
-                _value(meta, result.label, True)
-        return [_value(r.ready_meta or {}, r.label, propagate) for r in self.results]
+                _value(meta, result, True)
+        return [_value(r.ready_meta or {}, r, propagate) for r in self.results]
 
     join_native = join
     get = join
