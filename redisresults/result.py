@@ -202,7 +202,7 @@ class _CallbackLoopFuture(LeanFuture):
             return
         assert meta is not None
         source = self._source
-        source._ready_meta = meta  # set_ready_meta(), one call fewer per result of a burst
+        source.set_ready_meta(meta)
         try:
             value = _value(meta, source, propagate=True)
         except BaseException as failure:
