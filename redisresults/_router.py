@@ -8,9 +8,10 @@ the lock is released (httpcore's pool is the model). No I/O and no callback ever
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any, Callable, NamedTuple, Optional, Union
+
+import cachetools
 
 from ._exceptions import DrainerError
 from ._future import Resolvable
@@ -77,38 +78,6 @@ class Changes(NamedTuple):
     read: frozenset[bytes] = frozenset()  # fresh channels whose caller read the key just before: no peek
 
 
-class ReadyCache:
-    """The ``maxsize`` most recently used ready metas by task id; the router's lock guards it.
-
-    An OrderedDict does in C what an LRU mapping of Python methods does in five calls per insert: every
-    delivered result is put here, 10,000 in a burst."""
-
-    __slots__ = ("_maxsize", "_metas")
-
-    def __init__(self, maxsize: int) -> None:
-        self._maxsize = maxsize
-        self._metas: OrderedDict[str, Meta] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._metas)
-
-    def get(self, task_id: str) -> Optional[Meta]:
-        meta = self._metas.get(task_id)
-        if meta is not None:
-            self._metas.move_to_end(task_id)
-        return meta
-
-    def put(self, task_id: str, meta: Meta) -> None:
-        metas = self._metas
-        metas[task_id] = meta
-        metas.move_to_end(task_id)
-        if len(metas) > self._maxsize:
-            metas.popitem(last=False)
-
-    def pop(self, task_id: str) -> None:
-        self._metas.pop(task_id, None)
-
-
 NO_DELIVERY = Delivery([], ())
 CHANGED, FRESH, READ_BY_CALLER = 0, 1, 2
 
@@ -121,7 +90,9 @@ class Router:
         self._interests: dict[bytes, _Interest] = {}
         # channel -> CHANGED, FRESH (a new interest since the last take_changes()) or READ_BY_CALLER
         self._changed: dict[bytes, int] = {}
-        self._cache: Optional[ReadyCache] = ReadyCache(cache_max) if cache_max > 0 else None
+        self._cache: Optional[cachetools.LRUCache[str, Meta]] = (
+            cachetools.LRUCache(maxsize=cache_max) if cache_max > 0 else None
+        )
         self._closed: Optional[DrainerError] = None
         self._pending = 0  # futures in the table, kept as a count so stats() is O(1)
         # A caller's change since the last take_changes() has woken the drainer already. The drainer's own
@@ -225,12 +196,12 @@ class Router:
     def remember(self, task_id: str, meta: Meta) -> None:
         if self._cache is not None and meta.get("status") in READY_STATES:
             with self._lock:
-                self._cache.put(task_id, meta)
+                self._cache[task_id] = meta
 
     def forget(self, task_id: str) -> None:
         if self._cache is not None:
             with self._lock:
-                self._cache.pop(task_id)
+                self._cache.pop(task_id, None)
 
     def counts(self) -> dict[str, int]:
         with self._lock:
@@ -319,7 +290,7 @@ class Router:
                 self._changed.setdefault(channel, CHANGED)
             task_id = interest.task_id if interest is not None else meta.get("task_id")
             if self._cache is not None and isinstance(task_id, str):
-                self._cache.put(task_id, meta)
+                self._cache[task_id] = meta
         if interest is None:
             return NO_DELIVERY
         futures = interest.futures() if ready else []
