@@ -44,11 +44,12 @@ from ._common import (
 TARGET = 1.0  # results/s at least raw's
 
 
-def fan_in(url: str, count: int, progress: Progress = no_progress, rounds: int = 5) -> dict[str, Any]:
+def fan_in(url: str, count: int, progress: Progress = no_progress, rounds: int = 9) -> dict[str, Any]:
     """``count`` waiters on distinct ids while another process stores them: results/s per round and side.
 
-    One round lasts ~0.1 s for 1000 results, so scheduling noise is large: ``rounds`` alternating
-    rounds per side, and the median round (by rate) is reported.
+    One round lasts ~0.1-0.3 s for 1000 results, so scheduling noise is large (single rounds of either side
+    swing 2x on a busy 2-vCPU VM): ``rounds`` alternating rounds per side, and the median round (by rate) is
+    reported.
     """
     runs: dict[str, list[dict[str, Any]]] = {"ours": [], "raw": []}
     for n in range(rounds):
