@@ -34,6 +34,8 @@ def test_fan_in(figure: Figure) -> None:
     rows = figure(bench.figure_fan_in)
     connection_rows = [row for row in rows if row["figure"].startswith("fan-in Pub/Sub connections")]
     assert connection_rows and all(row["ours"] == 1 for row in connection_rows)
+    rates = [row for row in rows if "feed_rate" in row]
+    assert rates and all(min(row["feed_rate"].values()) > 0 for row in rates)
 
 
 def test_subscribe_burst(figure: Figure) -> None:

@@ -83,6 +83,9 @@ class ShardSubscriber:
     def read(self) -> Any:
         return self._sub.read()
 
+    def read_many(self, limit: int) -> list[Any]:
+        return self._sub.read_many(limit)
+
     def close(self) -> None:
         try:
             self._sub.close()

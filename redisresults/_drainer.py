@@ -195,15 +195,19 @@ class Drainer:
         assert subscriber is not None
         if not subscriber.buffered() and not self._wait(subscriber.selectable(), max_wait):
             return
-        self._dispatch.yielded = False
-        for count in range(1, BATCH + 1):
-            self._on_reply(subscriber.read())
+        dispatch = self._dispatch
+        dispatch.yielded = False
+        count = 0
+        while count < BATCH:
+            for reply in subscriber.read_many(BATCH - count):
+                self._on_reply(reply)
+                count += 1
+                if count % YIELD_EVERY == 0 and dispatch.yielded:
+                    # A long burst that woke waiters: let them (and, under gevent, the hub) run. Confirmations
+                    # alone wake nobody, and each yield costs a GIL hand-over (up to 5 ms) against a busy caller.
+                    time.sleep(0)
             if not subscriber.buffered():
                 break
-            if count % YIELD_EVERY == 0 and self._dispatch.yielded:
-                # A long burst that woke waiters: let them (and, under gevent, the hub) run. Confirmations alone
-                # wake nobody, and each yield costs a GIL hand-over (up to 5 ms) against a busy caller thread.
-                time.sleep(0)
         self._last_rx = time.monotonic()
 
     def _on_reply(self, reply: Any) -> None:

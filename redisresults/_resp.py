@@ -54,6 +54,10 @@ class ProtocolError(Exception):
 
 def parse(buf: Union[bytes, bytearray], pos: int = 0, depth: int = 0) -> Optional[tuple[Reply, int]]:
     """One reply starting at ``pos``: ``(reply, next position)``, or None if the buffer holds only part of it."""
+    if depth == 0 and buf.startswith(b"*3\r\n$", pos):
+        pushed = _push(buf, pos)
+        if pushed is not None:
+            return pushed
     end = buf.find(_CRLF, pos)
     if end == -1:
         return None
@@ -86,6 +90,53 @@ def parse(buf: Union[bytes, bytearray], pos: int = 0, depth: int = 0) -> Optiona
     if kind == 0x2D:  # - error
         return ErrorReply(line.decode("utf-8", "replace")), after
     raise ProtocolError(f"unexpected reply type byte {kind!r}")
+
+
+# The replies of a subscribed connection, by their fixed first bytes: kind, then whether the third item is a
+# bulk string (a message's data) or an integer (the subscription count).
+_PUSHES = (
+    (b"*3\r\n$7\r\nmessage\r\n$", b"message", True),
+    (b"*3\r\n$11\r\nunsubscribe\r\n$", b"unsubscribe", False),
+    (b"*3\r\n$9\r\nsubscribe\r\n$", b"subscribe", False),
+    (b"*3\r\n$8\r\nsmessage\r\n$", b"smessage", True),  # Redis Cluster's sharded Pub/Sub
+    (b"*3\r\n$12\r\nsunsubscribe\r\n$", b"sunsubscribe", False),
+    (b"*3\r\n$10\r\nssubscribe\r\n$", b"ssubscribe", False),
+)
+
+
+def _push(buf: Union[bytes, bytearray], pos: int) -> Optional[tuple[Reply, int]]:
+    """``message``, ``subscribe`` and ``unsubscribe`` replies read in one go: two replies of these per result
+    are most of what the drainer parses. None for anything else, incomplete or odd (a nil channel, garbage):
+    the general parser then decides, and raises for garbage."""
+    for head, kind, bulk in _PUSHES:
+        if buf.startswith(head, pos):
+            return _push_items(buf, pos + len(head), kind, bulk)
+    return None
+
+
+def _push_items(buf: Union[bytes, bytearray], at: int, kind: bytes, bulk: bool) -> Optional[tuple[Reply, int]]:
+    """The channel and third item of a ``_push`` reply, ``at`` just after the channel's ``$``."""
+    end = buf.find(_CRLF, at, at + 12)  # a length of up to 10 digits
+    if end == -1 or not (line := buf[at:end]).isdigit():
+        return None
+    start = end + 2
+    stop = start + int(line)
+    if buf[stop : stop + 2] != _CRLF:
+        return None
+    channel = bytes(buf[start:stop])
+    at = stop + 3
+    if buf[stop + 2 : at] != (b"$" if bulk else b":"):
+        return None
+    end = buf.find(_CRLF, at, at + 12)
+    if end == -1 or not (line := buf[at:end]).isdigit():
+        return None
+    if not bulk:
+        return [kind, channel, int(line)], end + 2
+    start = end + 2
+    stop = start + int(line)
+    if stop > start + MAX_BULK or buf[stop : stop + 2] != _CRLF:
+        return None
+    return [kind, channel, bytes(buf[start:stop])], stop + 2
 
 
 def _array(buf: Union[bytes, bytearray], at: int, count: int, depth: int) -> Optional[tuple[Reply, int]]:
@@ -174,6 +225,10 @@ class Replies(Protocol):
 
     def next(self) -> Any: ...
 
+    def take(self, limit: int) -> list[Any]:
+        """Up to ``limit`` whole replies already fed, in order (empty when there is none; a ProtocolError is raised
+        only when it is the first: the replies before it are returned, and the next call raises)."""
+
 
 class PyReplies:
     """``parse`` over one growing buffer."""
@@ -203,6 +258,26 @@ class PyReplies:
             self._pos = 0
         return reply
 
+    def take(self, limit: int) -> list[Any]:
+        buf, pos, size = self._buf, self._pos, len(self._buf)
+        out: list[Any] = []
+        while pos < size and len(out) < limit:
+            try:
+                parsed = parse(buf, pos)
+            except ProtocolError:
+                if not out:
+                    raise
+                break
+            if parsed is None:
+                break
+            reply, pos = parsed
+            out.append(reply)
+        if pos == size:
+            buf.clear()
+            pos = 0
+        self._pos = pos
+        return out
+
 
 class HiredisReplies:
     """hiredis' reader, giving the same replies (errors as ``ErrorReply``, garbage as ``ProtocolError``)."""
@@ -219,6 +294,21 @@ class HiredisReplies:
     def next(self) -> Any:
         reply = self._reader.gets()
         return INCOMPLETE if reply is False else reply
+
+    def take(self, limit: int) -> list[Any]:
+        gets = self._reader.gets
+        out: list[Any] = []
+        while len(out) < limit:
+            try:
+                reply = gets()
+            except ProtocolError:
+                if not out:
+                    raise
+                break
+            if reply is False:
+                break
+            out.append(reply)
+        return out
 
 
 def replies() -> Replies:

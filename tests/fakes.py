@@ -59,6 +59,13 @@ class FakeSubscriber:
             raise reply
         return reply
 
+    def read_many(self, limit: int) -> List[Any]:
+        """As the real one: the next reply, then those already here, stopping before a lost connection."""
+        out = [self.read()]
+        while len(out) < limit and self._replies and not isinstance(self._replies[0], ConnectionUnavailable):
+            out.append(self.read())
+        return out
+
     def close(self) -> None:
         self.closed = True
         self._ours.close()

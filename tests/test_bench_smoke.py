@@ -120,6 +120,8 @@ def test_bench_json_on_the_embedded_server() -> None:
         _find(rows, "fan-in, 20 greenlets")
         assert _find(rows, "fan-in Pub/Sub connections (greenlets)")["ours"] == 1
     assert _find(rows, "fan-in Pub/Sub connections (threads)")["ours"] == 1
+    feed = _find(rows, "fan-in, 10 threads")["feed_rate"]  # the storing process says how fast it stored
+    assert feed["ours"] > 0 and feed["raw"] > 0
     assert _find(rows, "bytes sent to Redis while rejecting")["ours"] == 0
     for kind in ("bytes", "str"):
         assert _find(rows, f"reject raw {kind}")["pass"] is True

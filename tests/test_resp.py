@@ -51,6 +51,31 @@ def test_replies(wire: bytes, reply: Any) -> None:
         assert parse(wire[:cut]) is None  # partial: wait for more bytes
 
 
+PUSH_KINDS = [b"message", b"subscribe", b"unsubscribe", b"smessage", b"ssubscribe", b"sunsubscribe"]
+
+
+@given(st.sampled_from(PUSH_KINDS), st.binary(max_size=40), st.one_of(st.binary(max_size=80), st.integers(0, 10**12)))
+def test_pushed_replies_parse_whatever_their_bytes(kind: bytes, channel: bytes, third: Any) -> None:
+    """The subscribed connection's replies (read by a fast path of their own) parse as any array would, CRLFs
+    and digits inside included; every prefix is incomplete, and what follows is left alone."""
+    wire = encode([kind, channel, third])
+    assert parse(wire) == ([kind, channel, third], len(wire))
+    assert parse(b"+x\r\n" + wire, 4) == ([kind, channel, third], len(wire) + 4)
+    for cut in range(len(wire)):
+        assert parse(wire[:cut]) is None
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [b"*3\r\n$7\r\nmessage\r\n$2\r\nchX\r\n$1\r\nd\r\n", b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\ndd\r\n",
+     b"*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:x\r\n", b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$-5\r\n",
+     b"*3\r\n$7\r\nmessage\r\n$999999999999\r\n"],
+)
+def test_a_garbled_push_is_a_protocol_error_too(wire: bytes) -> None:
+    with pytest.raises(ProtocolError):
+        parse(wire)
+
+
 @pytest.mark.parametrize(
     "wire",
     [b"?x\r\n", b"$abc\r\n", b"$3\r\nabcd\r\n", b"*-5\r\n", b"$-7\r\n", b":1.5\r\n", b"$999999999999\r\n",
@@ -104,6 +129,34 @@ def test_readers_give_the_same_replies_whatever_the_chunking(reader: Any, replie
         while (reply := buf.next()) is not INCOMPLETE:
             got.append(reply)
     assert got == replies and not buf.has_data()
+
+
+@given(st.lists(values, min_size=1, max_size=6), st.data())
+@pytest.mark.parametrize("reader", READERS)
+def test_take_gives_the_same_replies_as_next(reader: Any, replies: list, data: st.DataObject) -> None:
+    """``take`` (a burst at once) returns what ``next`` would, in order, never more than ``limit``, whatever the
+    chunking; then nothing is left."""
+    wire = b"".join(encode(r) for r in replies)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(wire)), max_size=4)))
+    limit = data.draw(st.integers(1, 4))
+    got, start, buf = [], 0, reader()
+    for cut in [*cuts, len(wire)]:
+        if cut > start:
+            buf.feed(wire[start:cut])
+        start = max(start, cut)
+        while batch := buf.take(limit):
+            assert len(batch) <= limit
+            got += batch
+    assert got == replies and not buf.has_data() and buf.take(limit) == []
+
+
+@pytest.mark.parametrize("reader", READERS)
+def test_take_stops_before_garbage_and_the_next_call_raises(reader: Any) -> None:
+    buf = reader()
+    buf.feed(b":1\r\n-ERR no\r\n?x\r\n")
+    assert buf.take(10) == [1, ErrorReply("ERR no")]
+    with pytest.raises(ProtocolError):
+        buf.take(10)
 
 
 @pytest.mark.parametrize("reader", READERS)

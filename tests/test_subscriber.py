@@ -71,6 +71,38 @@ def test_subscribe_publish_ping_and_buffering(redis_server: RedisServer) -> None
         pool.disconnect()
 
 
+def test_read_many_takes_a_burst_in_order(redis_server: RedisServer) -> None:
+    """Replies already received come back together, in order, never more than asked; an error reply among them
+    is a redisresults error in its place."""
+    pool = drainer_pool(redis_server)
+    subscriber = RedisSubscriber(pool)
+    channel = f"many-{uuid.uuid4().hex}".encode()
+    publisher = redis_server.client()
+    try:
+        subscriber.send_commands([("SUBSCRIBE", channel), ("SUBSCRIBE",), ("PING", b"last")])  # the middle refused
+        got: list = []
+        while len(got) < 3:
+            assert subscriber.buffered() or readable(subscriber)
+            got += subscriber.read_many(10)
+        assert got[0] == [b"subscribe", channel, 1] and got[2] == [b"pong", b"last"]
+        assert isinstance(got[1], Exception) and not isinstance(got[1], ConnectionUnavailable)
+        pipe = publisher.pipeline(transaction=False)
+        for n in range(50):
+            pipe.publish(channel, b"%d" % n)
+        assert pipe.execute() == [1] * 50
+        got = []
+        while len(got) < 50:
+            assert subscriber.buffered() or readable(subscriber)
+            batch = subscriber.read_many(7)
+            assert 1 <= len(batch) <= 7
+            got += batch
+        assert got == [[b"message", channel, b"%d" % n] for n in range(50)] and not subscriber.buffered()
+    finally:
+        subscriber.close()
+        publisher.close()
+        pool.disconnect()
+
+
 def test_errors_leave_as_redisresults_errors(redis_server: RedisServer) -> None:
     pool = drainer_pool(redis_server)
     subscriber = RedisSubscriber(pool)
