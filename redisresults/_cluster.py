@@ -9,7 +9,9 @@ retried within ``retry_policy``. Waiting is ``_cluster_drainer.ClusterDrainer``.
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 from collections.abc import Sequence
 from typing import Any, Optional
 
@@ -39,6 +41,7 @@ W_CLUSTER_HASH_TAG_PREFIX = (
     "results and all Pub/Sub traffic go to one shard and nothing scales out"
 )
 DRAINER_READ_CONNECTIONS = 2  # per node, for the drainer's key reads (outside max_connections)
+_BUILD_WAIT = 1.0  # how long a caller waits on another's client build before it looks again
 
 
 class _ClusterCloser:
@@ -64,6 +67,7 @@ class ClusterBackend(RedisBackend):
     def __init__(self, url: Optional[str] = None, **options: Any) -> None:
         super().__init__(url, **options)
         self._cluster_drainer: Optional[ClusterDrainer] = None
+        self._building: Optional[tuple[int, threading.Event]] = None  # (pid, set once built or failed)
         if _HASH_TAG.search(self._config.global_keyprefix):
             log.warning("cluster_keyprefix_hash_tag", global_keyprefix=self._config.global_keyprefix,
                         warning=W_CLUSTER_HASH_TAG_PREFIX)
@@ -76,25 +80,44 @@ class ClusterBackend(RedisBackend):
 
     @property
     def client(self) -> redis.cluster.RedisCluster:  # type: ignore[override]  # a cluster client, not redis.Redis
-        """A ``redis.cluster.RedisCluster`` on the backend's per-node pools; safe from any thread."""
+        """A ``redis.cluster.RedisCluster`` on the backend's per-node pools; safe from any thread.
+
+        Building one reads the slot map and the command table (network I/O, and ~50 ms of parsing): the first
+        caller builds it, outside the lock, and callers arriving meanwhile wait for that one instead of each
+        building their own (300 greenlets' first get() took 16 s that way, the hub starved for up to 1 s)."""
         self._check_fork()
-        client = self._client
-        if client is None:
-            # Building a RedisCluster reads the slot map (network I/O): outside the lock, retried within the
-            # budget (a failover in progress leaves slots uncovered for a few seconds).
-            kwargs = self._cluster_kwargs(shared=True)
-            cluster = call_with_retry(lambda: redis.cluster.RedisCluster(**kwargs), self._config.retry_policy,
-                                      what="connecting to the cluster")
+        pid = os.getpid()
+        while True:
             with self._lock:
-                won = self._client is None
-                if won:
-                    self._pool = _ClusterCloser(cluster)
-                    self._client = cluster  # type: ignore[assignment]
-                    self._script = cluster.register_script(SHARDED_STORE_SCRIPT)
                 client = self._client
-            if not won:  # another thread built one first
-                cluster.close()
-        return client  # type: ignore[return-value]
+                if client is not None:
+                    return client  # type: ignore[return-value]
+                building = self._building
+                mine = building is None or building[0] != pid  # a build under way in the parent is not ours
+                if mine:
+                    building = self._building = (pid, threading.Event())
+            assert building is not None
+            if not mine:
+                building[1].wait(_BUILD_WAIT)  # then look again: built, or failed (the next caller tries)
+                continue
+            try:
+                cluster = self._build_client()
+            finally:
+                with self._lock:
+                    self._building = None
+                building[1].set()
+            return cluster
+
+    def _build_client(self) -> redis.cluster.RedisCluster:
+        # Retried within the budget: a failover in progress leaves slots uncovered for a few seconds.
+        kwargs = self._cluster_kwargs(shared=True)
+        cluster = call_with_retry(lambda: redis.cluster.RedisCluster(**kwargs), self._config.retry_policy,
+                                  what="connecting to the cluster")
+        with self._lock:
+            self._pool = _ClusterCloser(cluster)
+            self._client = cluster  # type: ignore[assignment]
+            self._script = cluster.register_script(SHARDED_STORE_SCRIPT)
+        return cluster
 
     def _cluster_kwargs(self, *, shared: bool) -> dict[str, Any]:
         """RedisCluster kwargs: the startup nodes, the per-node connection kwargs, no redis-py retries (ours)."""

@@ -17,7 +17,7 @@ from ._future import Listener, Resolvable, ResultFuture, settle
 from ._keys import task_key
 from ._link import Link, Meta
 from ._router import Router
-from ._runtime import Runner
+from ._runtime import Runner, data_lock
 
 
 def idle_stats(mode: str) -> dict[str, Any]:
@@ -79,7 +79,7 @@ class ResultConsumer:
     ) -> None:
         self._prefix = keyprefix
         self.mode = mode
-        self._router = Router(cache_max)
+        self._router = Router(cache_max, lock=data_lock(mode))
         self._drainer = drainer(link, self._router)
         self._lock = threading.Lock()  # guards starting/stopping the runner and the manual-drain owner
         self._runner: Optional[Runner] = None

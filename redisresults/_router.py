@@ -85,8 +85,9 @@ CHANGED, FRESH, READ_BY_CALLER = 0, 1, 2
 class Router:
     """The interest table and ready-meta cache, shared by callers and the drainer."""
 
-    def __init__(self, cache_max: int) -> None:
-        self._lock = threading.Lock()
+    def __init__(self, cache_max: int, lock: Optional[Any] = None) -> None:
+        # Held only around the table, never across I/O or callbacks: under gevent, the OS lock (_runtime.data_lock)
+        self._lock = threading.Lock() if lock is None else lock
         self._interests: dict[bytes, _Interest] = {}
         # channel -> CHANGED, FRESH (a new interest since the last take_changes()) or READ_BY_CALLER
         self._changed: dict[bytes, int] = {}

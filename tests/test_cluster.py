@@ -159,6 +159,41 @@ def test_hash_tag_prefix_warns(caplog: pytest.LogCaptureFixture) -> None:
 # ---------------------------------------------------------------------------------------------- storing, reading
 
 
+def _command_table_reads(cluster: ClusterGroup) -> int:
+    """COMMAND calls served by every node: each RedisCluster built reads the command table once."""
+    total = 0
+    for node in cluster.live():
+        client = node.client()
+        try:
+            total += int(client.info("commandstats").get("cmdstat_command", {}).get("calls", 0))
+        finally:
+            client.close()
+    return total
+
+
+def test_many_first_uses_at_once_build_one_cluster_client(redis_cluster: ClusterGroup,
+                                                           make_backend: Callable[..., ClusterBackend]) -> None:
+    """Twenty threads' first use of a fresh backend: one RedisCluster is built (slot map, command table), the
+    others wait for it instead of building and throwing away their own."""
+    backend = make_backend(redis_cluster.url)
+    before = _command_table_reads(redis_cluster)
+    start = threading.Barrier(20)
+    clients: List[Any] = []
+
+    def first_use() -> None:
+        start.wait(10)
+        clients.append(backend.client)
+
+    threads = [threading.Thread(target=first_use) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT)
+    assert len(clients) == 20 and all(client is clients[0] for client in clients)
+    assert _command_table_reads(redis_cluster) - before == 1
+    assert backend.client.ping()
+
+
 def test_store_get_groups_forget(redis_cluster: ClusterGroup, make_backend: Callable[..., ClusterBackend],
                                  key_prefix: str) -> None:
     backend = make_backend(redis_cluster.url, transport_options={"global_keyprefix": key_prefix})

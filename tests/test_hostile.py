@@ -310,6 +310,6 @@ def test_fuzz_decode_stored_documents(offline_backend: RedisBackend, meta: dict[
     from redisresults.result import _value
 
     try:
-        _value(decoded, "fuzz", propagate=False)
+        _value(decoded, offline_backend.AsyncResult("fuzz"), propagate=False)
     except RedisResultsError:
         pass

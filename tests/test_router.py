@@ -21,6 +21,14 @@ def ready(task_id: str, value: int = 1) -> Dict[str, object]:
     return {"status": "SUCCESS", "result": value, "task_id": task_id}
 
 
+def waiting(router: Router, *task_ids: str) -> List[ResultFuture]:
+    """A registered future for each id, in order."""
+    futures = [ResultFuture(task_id) for task_id in task_ids]
+    for future in futures:
+        router.register(chan(future.task_id), future.task_id, future)
+    return futures
+
+
 def test_only_the_first_change_wakes_the_drainer() -> None:
     router = Router(cache_max=0)
     assert router.register(chan("a"), "a", ResultFuture("a")) == (None, True)
@@ -107,9 +115,7 @@ def test_the_cache_keeps_the_most_recently_used() -> None:
 
 def test_deliver_many_is_deliver_for_each() -> None:
     router = Router(cache_max=10)
-    a, b = ResultFuture("a"), ResultFuture("b")
-    router.register(chan("a"), "a", a)
-    router.register(chan("b"), "b", b)
+    a, b = waiting(router, "a", "b")
     router.take_changes()
     progress = {"status": "STARTED", "task_id": "b"}
     deliveries = router.deliver_many([chan("a"), chan("b"), chan("z")], [ready("a"), progress, ready("z")])
@@ -127,9 +133,7 @@ def test_cache_disabled() -> None:
 
 def test_fail_and_close() -> None:
     router = Router(cache_max=0)
-    a, b = ResultFuture("a"), ResultFuture("b")
-    router.register(chan("a"), "a", a)
-    router.register(chan("b"), "b", b)
+    a, b = waiting(router, "a", "b")
     assert router.fail([chan("a"), chan("nobody")]) == [a]
     error = DrainerError("stopped")
     assert router.close(error) == [b]

@@ -8,8 +8,8 @@ subprocess) the same code runs with every waiter a greenlet.
 The feed must outrun both waiting sides, or the figure measures the storer: with one round trip per
 store, the storing process alone managed ~2,600 results/s on a 2-vCPU VM, the very rate both sides
 "reached". So it pipelines its stores (``STORE_BATCH`` per round trip, like many workers finishing at
-once), is ~4x faster than either side alone, and says how long storing took: each side's row carries
-the feed's own rate beside the waiters'.
+once; alone, ~11,700 results/s there), outruns both waiting sides, and says how long storing took: the
+row carries the feed's own rate beside the waiters'.
 """
 
 from __future__ import annotations

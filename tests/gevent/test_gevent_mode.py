@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import textwrap
-from typing import Callable, Iterator
+import threading
+from typing import Any, Callable, Iterator
 
 import gevent
 import gevent.event
+import gevent.monkey
 import pytest
 
 import redisresults
@@ -70,6 +72,13 @@ def test_thread_forces_a_thread(make_backend) -> None:
     assert runner is not None and runner._greenlet is None and runner._thread is not None
 
 
+def store_in_order(backend: Any, ids: list) -> None:
+    """After a moment (the waits are blocked by then), result ``i`` for ``ids[i]``."""
+    gevent.sleep(0.05)
+    for i, task_id in enumerate(ids):
+        backend.mark_as_done(task_id, i)
+
+
 def test_callbacks_and_result_sets_under_gevent(make_backend) -> None:
     """then() and ResultSet.join() block on queues: they must yield to the hub, not freeze it."""
     backend = make_backend("auto")
@@ -77,13 +86,8 @@ def test_callbacks_and_result_sets_under_gevent(make_backend) -> None:
     seen = gevent.event.AsyncResult()
     backend.AsyncResult(ids[0]).then(lambda r: seen.set(r.get(timeout=1)))
 
-    def store() -> None:
-        gevent.sleep(0.05)
-        for i, task_id in enumerate(ids):
-            backend.mark_as_done(task_id, i)
-
     with Heartbeat() as beat:
-        storer = gevent.spawn(store)
+        storer = gevent.spawn(store_in_order, backend, ids)
         assert backend.ResultSet(ids).join(timeout=10) == list(range(20))
         assert seen.get(timeout=5) == 0
         storer.get(timeout=5)
@@ -100,13 +104,8 @@ def test_as_future_under_gevent(make_backend) -> None:
     futures[-1].add_done_callback(lambda f: called.set())
     blocked = gevent.spawn(futures[0].result, timeout=10)
 
-    def store() -> None:
-        gevent.sleep(0.05)
-        for i, task_id in enumerate(ids):
-            backend.mark_as_done(task_id, i)
-
     with Heartbeat() as beat:
-        storer = gevent.spawn(store)
+        storer = gevent.spawn(store_in_order, backend, ids)
         done, not_done = concurrent.futures.wait(futures, timeout=10)
         assert len(done) == len(ids) and not not_done
         assert blocked.get(timeout=5) == 0
@@ -114,6 +113,28 @@ def test_as_future_under_gevent(make_backend) -> None:
         storer.get(timeout=5)
     assert [f.result(timeout=0) for f in futures] == list(range(50))
     assert beat.max_gap < 0.2
+
+
+def test_the_routers_lock_is_the_os_lock_under_gevent() -> None:
+    """Under gevent the router's table lock is the unpatched OS lock (gevent's costs a few Python calls per
+    acquire, paid per result); greenlets take it in turn without ever blocking the hub."""
+    from redisresults._runtime import data_lock
+
+    os_lock = gevent.monkey.get_original("_thread", "LockType")
+    assert isinstance(data_lock("gevent"), os_lock)
+    assert not isinstance(threading.Lock(), os_lock)  # this process is patched: thread mode's would be gevent's
+    lock = data_lock("gevent")
+
+    def take_turns() -> None:
+        for _ in range(200):
+            with lock:
+                pass
+            gevent.sleep(0)
+
+    with Heartbeat() as beat:
+        workers = [gevent.spawn(take_turns) for _ in range(5)]
+        gevent.joinall(workers, timeout=10, raise_error=True)
+    assert all(worker.successful() for worker in workers) and not lock.locked() and beat.max_gap < 0.2
 
 
 def test_import_never_imports_gevent() -> None:
