@@ -119,11 +119,12 @@ def raw_store(client: redis.Redis, key: bytes, payload: bytes) -> None:
     pipe.execute()
 
 
-def raw_store_many(client: redis.Redis, prefix: str, task_ids: list[str], publish: bool = False) -> None:
-    """Store many results in pipelined batches (setting up a figure, never timed)."""
-    for start in range(0, len(task_ids), 1000):
+def raw_store_many(client: redis.Redis, prefix: str, task_ids: list[str], publish: bool = False,
+                   batch: int = 1000) -> None:
+    """Store many results in pipelined batches of ``batch`` (setting up a figure; the fan-in's feed)."""
+    for start in range(0, len(task_ids), batch):
         pipe = client.pipeline(transaction=False)
-        for task_id in task_ids[start : start + 1000]:
+        for task_id in task_ids[start : start + batch]:
             key, payload = task_key(prefix, task_id), raw_payload(task_id, {"id": task_id})
             pipe.set(key, payload, ex=EXPIRES)
             if publish:

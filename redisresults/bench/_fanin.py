@@ -25,7 +25,6 @@ import redis
 import redisresults
 
 from ._common import (
-    EXPIRES,
     BenchError,
     Options,
     Progress,
@@ -40,7 +39,7 @@ from ._common import (
     no_progress,
     poll,
     raw_client,
-    raw_payload,
+    raw_store_many,
     row,
     run_helper,
     settled,
@@ -173,15 +172,7 @@ def store_process(url: str, prefix: str, count: int, workers: int = 4, batch: in
         return
 
     def work(start: int) -> None:
-        mine = range(start, count, workers)
-        for first in range(0, len(mine), batch):
-            pipe = raw.pipeline(transaction=False)
-            for i in mine[first : first + batch]:
-                task_id = f"fanin-{i}"
-                key, payload = task_key(prefix, task_id), raw_payload(task_id, {"i": i})
-                pipe.set(key, payload, ex=EXPIRES)
-                pipe.publish(key, payload)
-            pipe.execute()
+        raw_store_many(raw, prefix, [f"fanin-{i}" for i in range(start, count, workers)], publish=True, batch=batch)
 
     threads = [threading.Thread(target=work, args=(n,)) for n in range(workers)]
     started = time.perf_counter()
