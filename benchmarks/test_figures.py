@@ -36,6 +36,8 @@ def test_fan_in(figure: Figure) -> None:
     assert connection_rows and all(row["ours"] == 1 for row in connection_rows)
     rates = [row for row in rows if "feed_rate" in row]
     assert rates and all(min(row["feed_rate"].values()) > 0 for row in rates)
+    cpu = [row for row in rows if row["figure"].startswith("fan-in CPU per result")]
+    assert cpu and all(row["ours"] > 0 and row["raw"] > 0 for row in cpu)
 
 
 def test_subscribe_burst(figure: Figure) -> None:

@@ -40,7 +40,7 @@ class Codec:
         if not isinstance(data, bytes):
             raise DecodeError(f"message on {label} is not bytes")
         document = loads(data, self.serializer, self._accept, key=label)
-        if isinstance(document, dict) and isinstance(document.get(REF_FIELD), Mapping):
+        if isinstance(document, dict) and REF_FIELD in document and isinstance(document[REF_FIELD], Mapping):
             return None
         return _meta.validate_meta(document, key=label)
 

@@ -45,6 +45,9 @@ _STATE_LIKE = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 #: Optional keys in the order Celery's ``_get_result_meta`` writes them, between ``date_done`` and ``task_id``.
 EXTENDED_KEYS = ("group_id", "parent_id", "name", "args", "kwargs", "worker", "retries", "queue")
 
+#: The keys a read meta always has (None when the stored document lacks them, as Celery reads it).
+_FILLED_KEYS = ("result", "traceback", "children", "date_done")
+_FILLED_SET = frozenset(_FILLED_KEYS)
 _MAX_NAME_LENGTH = 1000  # longest exc_type / exc_module accepted; real qualnames are far shorter
 _MAX_REPR_LENGTH = 1000  # an unserializable exception argument is stored as a repr at most this long
 
@@ -228,28 +231,33 @@ def validate_meta(obj: Any, *, key: str) -> dict[str, Any]:
     """Check a decoded document is a task meta and fill Celery's optional keys; the dict is returned in place.
 
     Exception results are checked for shape only; :func:`rebuild_exception` turns them into exceptions.
+    Every published result passes here on the drainer's path, so the common case (a known state, no
+    exception) costs one lookup per key: ``get`` bound once, the state checked against the known ones first.
     """
     if not isinstance(obj, dict):
         raise DecodeError(f"document at key {key!r} is {_describe(obj)}, not a result meta")
-    status = obj.get("status")
-    if not is_valid_state(status):
+    get = obj.get
+    status = get("status")
+    if not (isinstance(status, str) and (status in KNOWN_STATES or _CUSTOM_STATE.fullmatch(status))):
         raise DecodeError(f"document at key {key!r} has an unknown state: {_describe_state(status)}")
-    result = obj.get("result")
-    if carries_exception(obj) and not isinstance(result, BaseException):  # BaseException: pickle
+    result = get("result")
+    # carries_exception() decides; asked only of the exception states (the common SUCCESS skips the call)
+    if status in EXCEPTION_STATES and carries_exception(obj) and not isinstance(result, BaseException):  # pickle
         problem = _exception_dict_problem(result)
         if problem is not None:
             raise DecodeError(f"document at key {key!r} is {status} but its result is not an exception: {problem}")
-    traceback = obj.get("traceback")
+    traceback = get("traceback")
     if traceback is not None and not isinstance(traceback, str):
         raise DecodeError(f"document at key {key!r} has a traceback that is {_describe(traceback)}, not a str")
-    children = obj.get("children")
+    children = get("children")
     if children is not None and not isinstance(children, (list, tuple)):
         raise DecodeError(f"document at key {key!r} has children that are {_describe(children)}, not a list")
-    date_done = obj.get("date_done")
+    date_done = get("date_done")
     if date_done is not None and not isinstance(date_done, (str, datetime)):
         raise DecodeError(f"document at key {key!r} has a date_done that is {_describe(date_done)}, not a str")
-    for name in ("result", "traceback", "children", "date_done"):
-        obj.setdefault(name, None)
+    if not _FILLED_SET.issubset(obj):
+        for name in _FILLED_KEYS:
+            obj.setdefault(name, None)
     return obj
 
 

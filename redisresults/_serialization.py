@@ -160,11 +160,15 @@ def _json_dumps(obj: Any) -> bytes:
     return json.dumps(obj, cls=_KombuJSONEncoder).encode("ascii")
 
 
+_PLAIN_JSON = json.JSONDecoder()  # json.loads(text) without its per-call checks: every published result
+_TAGGED_JSON = json.JSONDecoder(object_hook=_object_hook)
+
+
 def _json_loads(data: bytes) -> Any:
     text = data.decode("utf-8")
     if "__type__" not in text:  # no kombu type tag anywhere: the per-object hook would change nothing
-        return json.loads(text)
-    return json.loads(text, object_hook=_object_hook)
+        return _PLAIN_JSON.decode(text)
+    return _TAGGED_JSON.decode(text)
 
 
 # -- msgpack: kombu's settings (no type tags; kombu has none for msgpack) ------------------------------------------

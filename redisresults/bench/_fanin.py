@@ -14,6 +14,7 @@ row carries the feed's own rate beside the waiters'.
 
 from __future__ import annotations
 
+import resource
 import subprocess
 import sys
 import threading
@@ -47,10 +48,11 @@ from ._common import (
 )
 
 TARGET = 1.0  # results/s at least raw's
+ROUNDS = 11  # alternating rounds per side with threads (single rounds swing 2x); the gevent helper is given its own
 STORE_BATCH = 100  # stores per pipeline in the storing process: past ~50 its rate no longer grows
 
 
-def fan_in(url: str, count: int, progress: Progress = no_progress, rounds: int = 9) -> dict[str, Any]:
+def fan_in(url: str, count: int, progress: Progress = no_progress, rounds: int = ROUNDS) -> dict[str, Any]:
     """``count`` waiters on distinct ids while another process stores them: results/s per round and side.
 
     One round lasts ~0.1-0.3 s for 1000 results, so scheduling noise is large (single rounds of either side
@@ -66,8 +68,15 @@ def fan_in(url: str, count: int, progress: Progress = no_progress, rounds: int =
     for side, results in runs.items():
         ordered = sorted(results, key=lambda r: r["rate"])
         out[side] = {**ordered[len(ordered) // 2], "rates": [r["rate"] for r in results],
+                     "cpu_us": median([r["cpu_us"] for r in results]),
                      "pubsub_connections": max(r["pubsub_connections"] for r in results)}
     return out
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this whole process so far (every thread, user and system)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _client_counts(admin: redis.Redis, name: str) -> tuple[int, int]:
@@ -129,12 +138,14 @@ def _fan_in_side(url: str, count: int, side: str) -> dict[str, Any]:
         if storer.stdout.readline().strip() != "ready":
             raise BenchError("the fan-in storing process did not start")
         connections, pubsub = _client_counts(admin, name)
+        cpu = _cpu_seconds()
         started = time.perf_counter()
         storer.stdin.write("go\n")
         storer.stdin.flush()
         if not all_done.wait(300):
             raise redisresults.ResultTimeout(f"fan-in ({side}): {remaining[0]} of {count} waits still pending")
         elapsed = time.perf_counter() - started
+        cpu = _cpu_seconds() - cpu
         if errors:
             raise errors[0]
         stored = storer.stdout.readline().split()  # "stored SECONDS"
@@ -143,7 +154,7 @@ def _fan_in_side(url: str, count: int, side: str) -> dict[str, Any]:
             raise BenchError("the fan-in storing process did not say how long storing took")
         cleanup(admin, prefix)
         return {"rate": count / elapsed, "seconds": elapsed, "connections": connections, "pubsub_connections": pubsub,
-                "feed_rate": count / max(float(stored[1]), 1e-9)}
+                "feed_rate": count / max(float(stored[1]), 1e-9), "cpu_us": cpu / count * 1e6}
     finally:
         if storer.poll() is None:
             storer.kill()
@@ -188,7 +199,7 @@ def figure_fan_in(url: str, opts: Options, progress: Progress = no_progress) -> 
     fans = {f"{opts.fanin} threads": fan_in(url, opts.fanin, progress)}
     if opts.gevent and gevent_available():
         progress(f"fan-in under gevent: {opts.fanin_greenlets} waiting greenlets (subprocess)")
-        fans[f"{opts.fanin_greenlets} greenlets"] = run_helper(url, ["fanin", str(opts.fanin_greenlets), "3"],
+        fans[f"{opts.fanin_greenlets} greenlets"] = run_helper(url, ["fanin", str(opts.fanin_greenlets), "5"],
                                                                timeout=900, gevent=True)
     rows = []
     for waiters, fan in fans.items():
@@ -198,6 +209,8 @@ def figure_fan_in(url: str, opts: Options, progress: Progress = no_progress) -> 
         rows.append(row(f"fan-in, {waiters}", "results/s", rate, median(raw["rates"]), f">= {TARGET:.2f}x raw",
                         rate >= TARGET * median(raw["rates"]), rounds,
                         feed_rate={"ours": ours["feed_rate"], "raw": raw["feed_rate"]}))
+        rows.append(row(f"fan-in CPU per result ({waiters.split()[1]})", "us", ours["cpu_us"], raw["cpu_us"], "report",
+                        None))
         rows.append(row(f"fan-in Pub/Sub connections ({waiters.split()[1]})", "conns", ours["pubsub_connections"],
                         raw["pubsub_connections"], "= 1", ours["pubsub_connections"] == 1,
                         total_connections=ours["connections"]))

@@ -108,6 +108,8 @@ def _ratio(row: Row) -> str:
 def _fmt(value: float, unit: str) -> str:
     if unit in ("conns", "bytes") and float(value).is_integer():
         return f"{int(value)} {unit}" if unit == "bytes" else str(int(value))
+    if unit == "us":
+        return f"{value:.1f} us"
     if unit == "results/s":
         return f"{value:,.0f}/s"
     if unit == "bytes":
