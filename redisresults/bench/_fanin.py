@@ -48,7 +48,8 @@ from ._common import (
 )
 
 TARGET = 1.0  # results/s at least raw's
-ROUNDS = 11  # alternating rounds per side with threads (single rounds swing 2x); the gevent helper is given its own
+ROUNDS = 11  # alternating rounds per side with threads (single rounds swing 2x)
+GREENLET_ROUNDS = 5  # with 10,000 greenlets (each round takes seconds, and swings less)
 STORE_BATCH = 100  # stores per pipeline in the storing process: past ~50 its rate no longer grows
 
 
@@ -199,8 +200,8 @@ def figure_fan_in(url: str, opts: Options, progress: Progress = no_progress) -> 
     fans = {f"{opts.fanin} threads": fan_in(url, opts.fanin, progress)}
     if opts.gevent and gevent_available():
         progress(f"fan-in under gevent: {opts.fanin_greenlets} waiting greenlets (subprocess)")
-        fans[f"{opts.fanin_greenlets} greenlets"] = run_helper(url, ["fanin", str(opts.fanin_greenlets), "5"],
-                                                               timeout=900, gevent=True)
+        helper = ["fanin", str(opts.fanin_greenlets), str(GREENLET_ROUNDS)]
+        fans[f"{opts.fanin_greenlets} greenlets"] = run_helper(url, helper, timeout=900, gevent=True)
     rows = []
     for waiters, fan in fans.items():
         ours, raw = fan["ours"], fan["raw"]
