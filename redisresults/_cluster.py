@@ -149,8 +149,8 @@ class ClusterBackend(RedisBackend):
         link = Link(
             open_subscriber=_no_single_subscriber,
             read_keys=topology.read_keys,
-            decode_message=lambda channel, data: self._decode_message(channel, data),
-            decode_stored=lambda key, raw: self._decode_stored(key, raw),
+            decode_message=self._codec.message,
+            decode_stored=self._codec.stored,
             health_interval=float(hc) if hc else DEFAULT_HEALTH_INTERVAL,
         )
 

@@ -214,7 +214,8 @@ class Drainer:
         if isinstance(reply, list) and len(reply) == 3:
             kind, channel, data = reply
             if kind == b"message":
-                self._on_message(channel, data)
+                if self._dispatch.message(channel, data) is READ_KEY:  # announces a result too large to publish
+                    self._table.reread(channel)
             elif kind == b"subscribe":
                 self._table.subscribed(channel)
             elif kind == b"unsubscribe" and channel is not None:
@@ -227,10 +228,6 @@ class Drainer:
             self._ping_sent = None
             return
         raise Resync(f"unexpected reply on the Pub/Sub connection: {type(reply).__name__}")
-
-    def _on_message(self, channel: bytes, data: Any) -> None:
-        if self._dispatch.message(channel, data) is READ_KEY:  # announces a result too large to publish
-            self._table.reread(channel)
 
     def _read_keys(self) -> None:
         """Read the keys of confirmed channels (the no-lost-wake-up rule), one MGET per batch."""

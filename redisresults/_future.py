@@ -50,25 +50,11 @@ class ResultFuture:
         self._gate.acquire()
 
     def resolve(self, meta: Optional[Meta], error: Optional[BaseException]) -> None:
-        if error is not None:
-            self.set_error(error)
-        else:
-            assert meta is not None
-            self.set_meta(meta)
-        if self.listener is not None:
-            self.listener(self)
-
-    def set_meta(self, meta: dict[str, Any]) -> None:
-        self._meta = meta
-        self._finish()
-
-    def set_error(self, error: BaseException) -> None:
-        self._error = error
-        self._finish()
-
-    def _finish(self) -> None:
+        self._meta, self._error = meta, error
         self.done = True
         self._gate.release()
+        if self.listener is not None:
+            self.listener(self)
 
     def wait(self, timeout: Optional[float]) -> bool:
         """True once set; False when ``timeout`` (seconds, None = no limit) passes first."""

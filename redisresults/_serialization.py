@@ -162,13 +162,20 @@ def _json_dumps(obj: Any) -> bytes:
 
 _PLAIN_JSON = json.JSONDecoder()  # json.loads(text) without its per-call checks: every published result
 _TAGGED_JSON = json.JSONDecoder(object_hook=_object_hook)
+_scan_plain = _PLAIN_JSON.scan_once  # the C scanner under JSONDecoder.decode, without its two whitespace regexes
 
 
 def _json_loads(data: bytes) -> Any:
     text = data.decode("utf-8")
-    if "__type__" not in text:  # no kombu type tag anywhere: the per-object hook would change nothing
+    if "__type__" in text:  # a kombu type tag somewhere: only then is the per-object hook worth its cost
+        return _TAGGED_JSON.decode(text)
+    try:
+        document, end = _scan_plain(text, 0)
+    except (StopIteration, ValueError):  # empty, leading whitespace, or not JSON: decode() decides and says why
         return _PLAIN_JSON.decode(text)
-    return _TAGGED_JSON.decode(text)
+    if end != len(text):  # trailing whitespace is fine, anything else is an error: decode() tells which
+        return _PLAIN_JSON.decode(text)
+    return document
 
 
 # -- msgpack: kombu's settings (no type tags; kombu has none for msgpack) ------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bz2
 import datetime as dt
+import json
 import pickle
 import sys
 import uuid
@@ -439,3 +440,44 @@ def test_a_decompression_bomb_is_refused() -> None:
 
 def test_an_uncompressed_value_is_untouched() -> None:
     assert loads(b'{"status": "SUCCESS"}', JSON, DEFAULT_ACCEPT, key="k") == {"status": "SUCCESS"}
+
+
+WHITESPACE = st.sampled_from(["", " ", "\n", "\t \r\n"])
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"a": 1}', {"a": 1}),
+        ('  {"a": 1}', {"a": 1}),  # leading whitespace: the scanner alone refuses it, the full decoder does not
+        ('{"a": 1}\n', {"a": 1}),
+        ("[1, 2]", [1, 2]),
+        ('"s"', "s"),
+        ("NaN", "nan"),
+    ],
+)
+def test_json_decoding_around_the_scanner(text: str, expected: object) -> None:
+    value = loads(text.encode(), JSON, DEFAULT_ACCEPT, key="k")
+    assert value == expected or (expected == "nan" and value != value)
+
+
+@pytest.mark.parametrize("text", ['{"a": 1} x', '{"a": 1}{}', "", " ", "{", "[1,]", '{"a": 1}\x00'])
+def test_json_extra_or_missing_text_is_a_decode_error(text: str) -> None:
+    with pytest.raises(DecodeError, match="invalid JSON"):
+        loads(text.encode(), JSON, DEFAULT_ACCEPT, key="k")
+
+
+@hypothesis_settings
+@given(WHITESPACE, json_values.map(kombu_json_dumps).filter(lambda d: "__type__" not in d), WHITESPACE,
+       st.sampled_from(["", "x", "{}", "0", '"']))
+def test_json_decoding_agrees_with_json_loads(before: str, document: str, after: str, extra: str) -> None:
+    """Decoding (the C scanner first, the full decoder only when the scanner cannot decide) takes and refuses
+    exactly what ``json.loads`` does."""
+    text = before + document + after + extra
+    try:
+        expected = json.loads(text)
+    except ValueError:
+        with pytest.raises(DecodeError):
+            loads(text.encode(), JSON, DEFAULT_ACCEPT, key="k")
+        return
+    assert loads(text.encode(), JSON, DEFAULT_ACCEPT, key="k") == expected

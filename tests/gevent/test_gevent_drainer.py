@@ -151,16 +151,17 @@ def _case_drainer_failure(
     waiters = _spawn_waiters(backend, ids, timeout=30)
     wait_subscribed(admin, name, 20)
 
-    def broken(*args: Any) -> Any:
+    def broken(*args: Any, **kwargs: Any) -> Any:
         raise ZeroDivisionError("injected drainer bug")
 
-    monkeypatch.setattr(backend, "_decode_message", broken)
+    monkeypatch.setattr(redisresults._codec, "loads", broken)  # what the drainer's decoding calls
     # A bare PUBLISH (no key written), so only the broken message path can resolve anything.
     admin.publish(channel(key_prefix, ids[0]), b"{}")
     gevent.joinall(waiters, timeout=10)
     assert all(w.ready() for w in waiters)
     assert all(isinstance(w.exception, redisresults.DrainerError) for w in waiters), [w.exception for w in waiters]
     assert "ZeroDivisionError" in str(waiters[5].exception)
+    monkeypatch.undo()  # the caller's own read decodes again
     with pytest.raises(redisresults.DrainerError):
         backend.AsyncResult("df-after").get(timeout=1)
     stats = backend.stats()
