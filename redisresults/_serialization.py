@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from decimal import Decimal
-from typing import Any, Callable, Dict, Iterable
+from typing import Any, Callable, Dict, Iterable, cast
 
 from ._compression import COMPRESSED_MAGIC, DECOMPRESSED_LIMIT, decompress
 from ._exceptions import ConfigError, ContentDisallowed, DecodeError, EncodeError
@@ -162,7 +162,8 @@ def _json_dumps(obj: Any) -> bytes:
 
 _PLAIN_JSON = json.JSONDecoder()  # json.loads(text) without its per-call checks: every published result
 _TAGGED_JSON = json.JSONDecoder(object_hook=_object_hook)
-_scan_plain = _PLAIN_JSON.scan_once  # the C scanner under JSONDecoder.decode, without its two whitespace regexes
+# The C scanner under JSONDecoder.decode, without decode's two whitespace regexes (typeshed omits the attribute).
+_scan_plain: Callable[[str, int], tuple[Any, int]] = cast(Any, _PLAIN_JSON).scan_once
 
 
 def _json_loads(data: bytes) -> Any:
