@@ -30,6 +30,7 @@ class ChannelTable:
         self._channels: dict[bytes, State] = {}
         self._recovering: set[bytes] = set()  # subscribed again after a resync: a read hit counts as recovered
         self._to_read: list[bytes] = []
+        self._reading = 0  # taken by take_reads, not yet answered: still settling (a store now may be in the MGET)
         self._to_subscribe: list[bytes] = []
         self._to_unsubscribe: list[bytes] = []
         self._unconfirmed: deque[list[bytes]] = deque()  # SUBSCRIBE commands awaiting confirmations, in order
@@ -61,12 +62,14 @@ class ChannelTable:
         self._to_subscribe = list(self.wanted)
         self._to_unsubscribe = []
         self._to_read = []
+        self._reading = 0
         self._unconfirmed.clear()
 
     def disconnected(self) -> None:
         self._channels = {}
         self._recovering = set()
         self._to_read = []
+        self._reading = 0
         self._to_subscribe = []
         self._to_unsubscribe = []
         self._unconfirmed.clear()
@@ -143,7 +146,9 @@ class ChannelTable:
         return bool(self._to_read)
 
     def take_reads(self) -> list[tuple[bytes, bool]]:
-        """``(channel, recovering)`` for every key to read now; they count as read (LIVE) from here."""
+        """``(channel, recovering)`` for every key to read now; they count as read (LIVE) from here, and as
+        settling until ``reads_done``: a result stored while the MGET is on its way may be in its answer,
+        delivered in key order, not publish order."""
         queued, self._to_read = self._to_read, []
         ready: list[tuple[bytes, bool]] = []
         for channel in queued:
@@ -153,13 +158,18 @@ class ChannelTable:
                 if recovering:
                     self._recovering.discard(channel)
                 ready.append((channel, recovering))
+        self._reading = len(ready)
         return ready
+
+    def reads_done(self) -> None:
+        """The keys taken by ``take_reads`` were read (or failed): only messages bring news of them now."""
+        self._reading = 0
 
     def counts(self) -> dict[str, int]:
         """Racy but safe from other threads (dict copies are atomic under the GIL)."""
         channels = self._channels.copy()
         unsettled = sum(1 for state in channels.values() if state in (State.SUBSCRIBING, State.UNREAD))
-        unsettled += sum(1 for channel in self.wanted.copy() if channel not in channels)
+        unsettled += sum(1 for channel in self.wanted.copy() if channel not in channels) + self._reading
         subscribed = sum(1 for state in channels.values() if state is not State.UNSUBSCRIBING)
         return {"subscribed": subscribed, "settling": unsettled}
 

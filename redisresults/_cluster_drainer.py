@@ -376,19 +376,22 @@ class ClusterDrainer:
             reads = node.table.take_reads()
             recovering = {channel for channel, again in reads if again or channel in self._moved}
             ready = [channel for channel, _ in reads]
-            for start in range(0, len(ready), BATCH):
-                chunk = ready[start : start + BATCH]
-                try:
-                    values = self._topology.read_keys(chunk)
-                except ConnectionUnavailable as error:  # read again later; the map may be stale too
-                    for channel in ready[start:]:
-                        node.table.reread(channel)
-                    node.read_at = time.monotonic() + backoff(1, _POLICY)
-                    self.last_error = f"reading keys failed: {error}"
-                    self._refresh_due = True
-                    break
-                except RedisResultsError as error:  # e.g. NOPERM on the keys: these waits fail, the drainer goes on
-                    self._dispatch.fail(chunk, error)
-                    continue
-                self.counters["reads"] += 1
-                self._moved.difference_update(self._dispatch.found(chunk, values, recovering))
+            try:
+                for start in range(0, len(ready), BATCH):
+                    chunk = ready[start : start + BATCH]
+                    try:
+                        values = self._topology.read_keys(chunk)
+                    except ConnectionUnavailable as error:  # read again later; the map may be stale too
+                        for channel in ready[start:]:
+                            node.table.reread(channel)
+                        node.read_at = time.monotonic() + backoff(1, _POLICY)
+                        self.last_error = f"reading keys failed: {error}"
+                        self._refresh_due = True
+                        break
+                    except RedisResultsError as error:  # e.g. NOPERM on the keys: these waits fail, the drainer goes on
+                        self._dispatch.fail(chunk, error)
+                        continue
+                    self.counters["reads"] += 1
+                    self._moved.difference_update(self._dispatch.found(chunk, values, recovering))
+            finally:
+                node.table.reads_done()

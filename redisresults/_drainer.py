@@ -234,17 +234,20 @@ class Drainer:
         reads = self._table.take_reads()
         recovering = {channel for channel, again in reads if again}
         ready = [channel for channel, _ in reads]
-        for start in range(0, len(ready), BATCH):
-            chunk = ready[start : start + BATCH]
-            try:
-                values = self._link.read_keys(chunk)
-            except ConnectionUnavailable as error:
-                raise Resync("reading keys failed", error) from error
-            except RedisResultsError as error:  # e.g. NOPERM on the keys: these waits fail, the drainer goes on
-                self._dispatch.fail(chunk, error)
-                continue
-            self.counters["reads"] += 1
-            self._dispatch.found(chunk, values, recovering)
+        try:
+            for start in range(0, len(ready), BATCH):
+                chunk = ready[start : start + BATCH]
+                try:
+                    values = self._link.read_keys(chunk)
+                except ConnectionUnavailable as error:
+                    raise Resync("reading keys failed", error) from error
+                except RedisResultsError as error:  # e.g. NOPERM on the keys: these waits fail, the drainer goes on
+                    self._dispatch.fail(chunk, error)
+                    continue
+                self.counters["reads"] += 1
+                self._dispatch.found(chunk, values, recovering)
+        finally:
+            self._table.reads_done()
 
     # ---------------------------------------------------------------- connection life cycle
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import List, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import pytest
 
@@ -56,6 +56,27 @@ def test_key_is_read_again_only_after_the_subscribe_is_confirmed() -> None:
     steps(drainer)
     assert server.reads[-1] == (chan("a"),) and len(server.reads) == 2
     assert future.done and future.meta()["result"] == 1
+
+
+def test_a_channel_settles_only_once_its_confirmation_read_is_answered() -> None:
+    """``settling`` covers the MGET in flight: a result stored before its answer may come back in key order,
+    so only ``settling == 0`` means that what is stored from now on arrives in publish order."""
+    server = FakeServer()
+    seen: List[int] = []
+    plain_read = server.read_keys
+
+    def read_keys(keys: Sequence[bytes]) -> List[Optional[bytes]]:
+        seen.append(drainer.snapshot()["settling"])
+        return plain_read(keys)
+
+    server.read_keys = read_keys  # type: ignore[method-assign]
+    router = Router(cache_max=0)
+    drainer = Drainer(server.link(), router, linger=0.0)
+    wait_on(router, "a", "b")
+    steps(drainer)
+    assert len(seen) == 2  # the peek (before subscribing), then the read after the confirmations
+    assert seen[1] == 2  # both still settling while that read is on its way
+    assert drainer.snapshot()["settling"] == 0 and drainer.snapshot()["subscribed"] == 2
 
 
 def test_results_already_stored_need_no_subscription() -> None:
