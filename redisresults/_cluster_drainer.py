@@ -75,7 +75,7 @@ class ClusterDrainer:
         self._refresh_due = False
         self._refresh_at = 0.0
         self._refresh_attempts = 0
-        self._dispatch.yielded = False
+        self._dispatch.new_batch()
 
     # ---------------------------------------------------------------- callable from any thread
 
@@ -328,7 +328,7 @@ class ClusterDrainer:
                         self._lost(node, "the Pub/Sub socket failed")
                 return
             ready = [socks[sock] for sock in readable]
-        self._dispatch.yielded = False
+        self._dispatch.new_batch()
         for node in ready:
             try:
                 self._drain_node(node)

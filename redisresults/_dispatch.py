@@ -22,6 +22,15 @@ log = get_logger("redisresults.drainer")
 
 #: ``message`` returns this for a reference to a result too large to publish: read the key instead.
 READ_KEY = object()
+# In a burst, the drainer lets the waiters it woke run at the first settled future and then once YIELD_EVERY
+# more futures were settled. Woken threads that pile up behind the drainer each wait for the GIL (a forced
+# switch every 5 ms), and that system time competes with the stores: see README, "Benchmarks".
+YIELD_EVERY = 50
+
+
+def _yield_now() -> None:
+    """Give up the GIL (threads) or switch to the hub (gevent) for a moment."""
+    time.sleep(0)
 
 
 class Dispatch:
@@ -31,7 +40,8 @@ class Dispatch:
         self._link = link
         self._router = router
         self.counters = counters
-        self.yielded = False  # reset per batch: waiters woken get the CPU once per batch, not per result
+        self.yielded = False  # since new_batch(): the first settled future yields at once
+        self._unyielded = 0  # futures settled since the last yield
 
     def message(self, channel: bytes, data: Any) -> Optional[object]:
         """A published payload; ``READ_KEY`` when it only announces a stored result too large to publish."""
@@ -45,8 +55,7 @@ class Dispatch:
             return None
         if meta is None:
             return READ_KEY
-        if self.deliver(self._router.deliver(channel, meta), meta):
-            self.yield_once()
+        self.woke(self.deliver(self._router.deliver(channel, meta), meta))
         return None
 
     def found(self, chunk: Sequence[bytes], values: Sequence[Optional[bytes]], recovering: set[bytes]) -> list[bytes]:
@@ -76,8 +85,7 @@ class Dispatch:
                     self.counters["recovered"] += 1
             settled = self.deliver(delivery, metas[index])
             del delivery
-            if settled:
-                self.yield_once()
+            self.woke(settled)
         return resolved
 
     def crashed(self, error: BaseException) -> str:
@@ -92,8 +100,8 @@ class Dispatch:
     def fail(self, channels: Sequence[bytes], error: BaseException) -> None:
         self.settle(self._router.fail(channels), error=error)
 
-    def deliver(self, delivery: Delivery, meta: Meta) -> bool:
-        """Watchers, then futures; True when futures were settled (the caller then calls ``yield_once``)."""
+    def deliver(self, delivery: Delivery, meta: Meta) -> int:
+        """Watchers, then futures; returns how many futures were settled (the caller then calls ``woke``)."""
         # Watchers first, as Celery calls on_message before it resolves: a waiter woken by this meta finds
         # its on_message already handed the same meta.
         for watcher in delivery.watchers:
@@ -103,15 +111,24 @@ class Dispatch:
                 log.error("watcher_failed", error=repr(error))
         if delivery.futures:
             settle(delivery.futures, meta, None, self._listener_failed)
-            return True
-        return False
+        return len(delivery.futures)
 
-    def yield_once(self) -> None:
-        """Let the woken waiters run first (gevent: yield to the hub), once per batch. Called with no frame of
-        this drainer holding the settled futures: what their waiters drop meanwhile is freed at once."""
-        if not self.yielded:
+    def new_batch(self) -> None:
+        """A drainer starts handling what became readable: the first future it settles yields at once."""
+        self.yielded = False
+        self._unyielded = 0
+
+    def woke(self, settled: int) -> None:
+        """``settled`` futures were just settled: let their waiters run (gevent: yield to the hub) at the first
+        of a batch and every ``YIELD_EVERY`` after. Called with no frame of this drainer holding the settled
+        futures: what their waiters drop meanwhile is freed at once."""
+        if not settled:
+            return
+        self._unyielded += settled
+        if not self.yielded or self._unyielded >= YIELD_EVERY:
             self.yielded = True
-            time.sleep(0)
+            self._unyielded = 0
+            _yield_now()
 
     def settle(
         self, futures: list[Resolvable], meta: Optional[Meta] = None, error: Optional[BaseException] = None

@@ -25,12 +25,6 @@ from ._wakeup import WakeUp
 log = get_logger("redisresults.drainer")
 
 BATCH = 2000
-# Within a burst that wakes waiters, let them run every YIELD_EVERY replies (a message and its UNSUBSCRIBE
-# confirmation are two): woken threads that pile up behind the drainer each wait for the GIL, waking every 5 ms
-# switch interval, and that system time competes with the stores. At 200 (before), the fan-in's waiter threads
-# blocked ~18 times each against raw's ~13, at 50 ~12; the process's CPU per result fell 10-28 % (threads) and
-# 8 % (greenlets) in interleaved rounds. Confirmations alone wake nobody and never yield.
-YIELD_EVERY = 50
 # At most one UNSUBSCRIBE command per LINGER (unless LINGER_MAX channels are due): the first after a quiet spell
 # leaves at once (a lone get() leaves nothing subscribed behind it, as Celery's own tests check), the ones of a
 # stream of results wait to go out together: one command per step (a syscall, Redis' work) per result was the
@@ -200,16 +194,12 @@ class Drainer:
         assert subscriber is not None
         if not subscriber.buffered() and not self._wait(subscriber.selectable(), max_wait):
             return
-        dispatch = self._dispatch
-        dispatch.yielded = False
+        self._dispatch.new_batch()
         count = 0
         while count < BATCH:
             for reply in subscriber.read_many(BATCH - count):
                 self._on_reply(reply)
                 count += 1
-                if count % YIELD_EVERY == 0 and dispatch.yielded:
-                    # A long burst that woke waiters: let them (and, under gevent, the hub) run (YIELD_EVERY).
-                    time.sleep(0)
             if not subscriber.buffered():
                 break
         self._last_rx = time.monotonic()

@@ -60,14 +60,14 @@ class ResultFuture:
         """True once set; False when ``timeout`` (seconds, None = no limit) passes first."""
         if self.done:
             return True
+        # One waiter per future (its own wait_for): the gate is never released again once it opened for
+        # it (``done`` answers any later call), which saves a release per result (a hub callback under gevent).
         if timeout is None:
-            acquired = self._gate.acquire()
+            self._gate.acquire()
         elif timeout <= 0:
             return self.done
         else:
-            acquired = self._gate.acquire(timeout=timeout)
-        if acquired:
-            self._gate.release()
+            self._gate.acquire(timeout=timeout)
         return self.done
 
     def meta(self) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
 import pytest
 import redis.exceptions as rex
 
+from redisresults import _dispatch
 from redisresults._cluster_drainer import ClusterDrainer
 from redisresults._cluster_node import LEAVE, REFUSED, Node, NodeLost
 from redisresults._cluster_subscriber import slot_of
@@ -272,3 +273,19 @@ def test_moved_parsed_from_a_plain_connection_reply() -> None:
     plain.__cause__ = rex.ResponseError("MOVED 11657 127.0.0.1:7001")  # RESP2 Connection: no MovedError
     assert moved_slot(plain) == 11657 and retry_later(plain)
     assert moved_slot(PermissionDenied("NOPERM")) is None and not retry_later(PermissionDenied("NOPERM"))
+
+
+def test_a_burst_on_a_node_lets_its_waiters_run_every_yield_every(setup: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same pacing as the single-connection drainer: at the first settled future, then per YIELD_EVERY."""
+    drainer, router, cluster = setup
+    channels = [channel_on(A, n) for n in range(60)]
+    futures = [wait_on(router, channel) for channel in channels]
+    until(drainer, lambda: A in cluster.conns and len(cluster.conns[A].subscribed) == 60)
+    until(drainer, lambda: not cluster.conns[A].replies)
+    steps(drainer)
+    settled_at: List[int] = []
+    monkeypatch.setattr(_dispatch, "_yield_now", lambda: settled_at.append(sum(f.done for f in futures)))
+    for channel in channels:
+        cluster.conns[A].push([b"smessage", channel, doc()])
+    until(drainer, lambda: all(f.done for f in futures))
+    assert settled_at == [1, 1 + _dispatch.YIELD_EVERY]

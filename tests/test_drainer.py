@@ -7,6 +7,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import pytest
 
+from redisresults import _dispatch
 from redisresults._drainer import Drainer
 from redisresults._exceptions import ConnectionUnavailable, DrainerError, PermissionDenied
 from redisresults._future import ResultFuture
@@ -344,3 +345,28 @@ def test_a_wait_during_the_linger_is_served_once_the_unsubscribe_is_confirmed() 
     server.store(chan("a"), success("a"))
     steps(drainer)
     assert again.done and again.meta()["result"] == 1
+
+
+def test_a_burst_lets_the_waiters_it_woke_run_at_the_first_result_then_every_yield_every(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Waiters get the CPU (GIL or hub) at the first settled future of a burst and then once per YIELD_EVERY
+    settled futures, counted in futures, not replies: a channel's two waiters count two, a progress state none."""
+    server, router, drainer = setup()
+    ids = [f"t{n}" for n in range(120)]
+    futures = wait_on(router, *ids, "t0")  # t0 has two waiters
+    steps(drainer)
+    assert not any(f.done for f in futures)
+    settled_at: List[int] = []
+    monkeypatch.setattr(_dispatch, "_yield_now", lambda: settled_at.append(sum(f.done for f in futures)))
+    server.publish(chan("t1"), b'{"status": "STARTED", "task_id": "t1"}')
+    for task_id in ids:
+        server.store(chan(task_id), success(task_id))
+    steps(drainer, 1)
+    assert all(f.done for f in futures)
+    every = _dispatch.YIELD_EVERY
+    assert settled_at == [2, 2 + every, 2 + 2 * every]  # t0's two, then 50 more, then 50 more; none for STARTED
+    settled_at.clear()
+    server.store(chan("t0"), success("t0"))  # a new batch: nobody waits, nobody to yield to
+    steps(drainer, 1)
+    assert settled_at == []

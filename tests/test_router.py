@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import pytest
 from hypothesis import given, settings
@@ -203,3 +203,59 @@ def test_just_read_channels_are_not_peeked() -> None:
     router.register(chan("b"), "b", ResultFuture("b"))
     changes = router.take_changes()
     assert set(changes.fresh) == {chan("a"), chan("b")} and changes.read == frozenset({chan("a")})
+
+
+def test_a_burst_of_deliveries_leaves_the_newest_in_the_cache() -> None:
+    router = Router(cache_max=4)
+    router.remember("old", ready("old"))
+    for n in range(10):  # no look at the cache in between: the drainer's burst
+        router.deliver(chan(f"t{n}"), ready(f"t{n}", n))
+    assert [router.cached(f"t{n}") is not None for n in range(10)] == [False] * 6 + [True] * 4
+    assert router.cached("old") is None and router.counts()["cached"] == 4
+    assert router.cached("t9") == ready("t9", 9)
+
+
+def test_forget_wins_over_a_delivery_not_yet_in_the_cache() -> None:
+    router = Router(cache_max=4)
+    router.deliver(chan("a"), ready("a"))
+    router.forget("a")  # before any look folded the delivery in
+    assert router.cached("a") is None
+    router.deliver(chan("a"), ready("a", 2))  # a new result after the forget is cached again
+    assert router.cached("a") == ready("a", 2)
+
+
+_CACHE_OPS = st.lists(
+    st.tuples(st.sampled_from(["deliver", "remember", "forget", "cached"]), st.sampled_from("abcdef"),
+              st.integers(0, 3)),
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(cache_max=st.integers(1, 4), ops=_CACHE_OPS)
+def test_the_cache_only_ever_answers_the_latest_meta(cache_max: int, ops: List[tuple]) -> None:
+    """Whatever the order of deliveries (bursts between looks included), remembers, looks and forgets: a hit is
+    the newest meta given for that id since its last forget, the newest one given is a hit, and the cache
+    never holds more than cache_max."""
+    router = Router(cache_max=cache_max)
+    latest: Dict[str, Dict[str, object]] = {}
+    newest: Optional[str] = None
+    for op, task_id, value in ops:
+        if op == "deliver":
+            router.deliver(chan(task_id), ready(task_id, value))
+        elif op == "remember":
+            router.remember(task_id, ready(task_id, value))
+        elif op == "forget":
+            router.forget(task_id)
+            latest.pop(task_id, None)
+            newest = None if newest == task_id else newest
+            continue
+        else:
+            hit = router.cached(task_id)
+            assert hit is None or hit == latest.get(task_id)
+            assert router.counts()["cached"] <= cache_max
+            continue
+        latest[task_id], newest = ready(task_id, value), task_id
+    if newest is not None:
+        assert router.cached(newest) == latest[newest]
+    assert router.counts()["cached"] <= cache_max
