@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Any, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol
 
 from ._cluster_node import LEAVE, MESSAGE, Node, NodeLost
 from ._cluster_subscriber import Address, slot_of
 from ._dispatch import READ_KEY, Dispatch
-from ._drainer import COUNTERS, PING_PAYLOAD
+from ._drainer import COUNTERS, LINGER, LINGER_MAX, PING_PAYLOAD
 from ._exceptions import ConnectionUnavailable, RedisResultsError
 from ._link import Link, Subscriber
 from ._log import get_logger
@@ -56,8 +56,9 @@ class TopologyLike(Protocol):
 class ClusterDrainer:
     """Routes every shard message of every primary's connection to the router's futures and watchers."""
 
-    def __init__(self, link: Link, router: Router, topology: TopologyLike) -> None:
+    def __init__(self, link: Link, router: Router, topology: TopologyLike, linger: float = LINGER) -> None:
         self._link = link
+        self._linger = linger  # SUNSUBSCRIBEs per node at most once per linger, as the one-connection drainer
         self._router = router
         self._topology = topology
         self._wakeup = WakeUp()
@@ -155,7 +156,9 @@ class ClusterDrainer:
             return min(max_wait, TIMER_TICK)
         closing = [node.idle_since + self.idle_close - now for node in self._nodes.values()
                    if node.idle_since is not None]
-        return min([max_wait, *closing])
+        lingering = [max(0.0, node.last_unsubscribe + self._linger - now) for node in self._nodes.values()
+                     if node.subscriber is not None and node.table.unsubscribe_backlog()]
+        return min([max_wait, *closing, *lingering])
 
     # ---------------------------------------------------------------- where channels live
 
@@ -303,9 +306,17 @@ class ClusterDrainer:
     # ---------------------------------------------------------------- commands
 
     def _flush(self) -> None:
+        """Each node's SSUBSCRIBEs now; its SUNSUBSCRIBEs once due (the first after a quiet spell at once, then at
+        most one batch per ``linger`` unless LINGER_MAX are waiting): one send per result was the largest cost
+        of a fan-in across shards."""
+        now = time.monotonic()
         for node in list(self._nodes.values()):
+            backlog = node.table.unsubscribe_backlog()
+            due = bool(backlog) and (backlog >= LINGER_MAX or now >= node.last_unsubscribe + self._linger)
+            if due and node.subscriber is not None:
+                node.last_unsubscribe = now
             try:
-                node.flush()
+                node.flush(unsubscribe=due)
             except ConnectionUnavailable as error:
                 self._lost(node, "connection lost", error)
 
@@ -338,17 +349,28 @@ class ClusterDrainer:
                 self._lost(node, str(event))
 
     def _drain_node(self, node: Node) -> None:
-        for _ in range(BATCH):
+        """Every reply the node has sent so far (up to BATCH), read in bursts rather than one call each."""
+        home, address = self._home, node.address
+
+        def homed(channel: bytes) -> bool:
+            return home.get(channel) == address
+
+        count = 0
+        while count < BATCH:
             subscriber = node.subscriber
             if subscriber is None:
                 return
-            self._on_reply(node, subscriber.read())
-            if node.subscriber is None or not node.subscriber.buffered():
+            for reply in subscriber.read_many(BATCH - count):
+                count += 1
+                self._on_reply(node, reply, homed)
+                if node.subscriber is not subscriber:  # lost or replaced: the rest of this read is stale
+                    return
+            if not subscriber.buffered():
                 break
         node.last_rx = time.monotonic()
 
-    def _on_reply(self, node: Node, reply: Any) -> None:
-        event = node.on_reply(reply, lambda channel: self._home.get(channel) == node.address)
+    def _on_reply(self, node: Node, reply: Any, homed: Callable[[bytes], bool]) -> None:
+        event = node.on_reply(reply, homed)
         if event is None:
             return
         if event.kind == MESSAGE:

@@ -37,8 +37,8 @@ class Event(NamedTuple):
 class Node:
     """One primary: its connection (or None), its channels, and the commands awaiting replies, in order."""
 
-    __slots__ = ("address", "attempts", "ever_connected", "idle_since", "inflight", "last_rx", "ping_sent",
-                 "read_at", "retry_at", "strays", "subscriber", "table")
+    __slots__ = ("address", "attempts", "ever_connected", "idle_since", "inflight", "last_rx", "last_unsubscribe",
+                 "ping_sent", "read_at", "retry_at", "strays", "subscriber", "table")
 
     def __init__(self, address: Address) -> None:
         self.address = address
@@ -47,6 +47,7 @@ class Node:
         self.inflight: deque[tuple[str, bytes]] = deque()
         self.strays: list[bytes] = []  # subscribed here but homed elsewhere now: SUNSUBSCRIBE them
         self.last_rx = 0.0
+        self.last_unsubscribe = float("-inf")  # when SUNSUBSCRIBEs last went out (the drainer's linger)
         self.ping_sent: Optional[float] = None
         self.retry_at = 0.0  # no reconnect before
         self.read_at = 0.0  # no key reads before (a failed read backs off)
@@ -82,12 +83,13 @@ class Node:
         self.table.disconnected()
         return subscriber
 
-    def flush(self) -> None:
-        """Send the SSUBSCRIBE/SUNSUBSCRIBE commands due (one per channel, pipelined); ConnectionUnavailable."""
+    def flush(self, unsubscribe: bool = True) -> None:
+        """Send the SSUBSCRIBE commands due and, if ``unsubscribe``, the SUNSUBSCRIBEs (one command per channel,
+        pipelined); strays leave at once. ConnectionUnavailable."""
         subscriber = self.subscriber
         if subscriber is None:
             return
-        subs, unsubs = self.table.take_commands()
+        subs, unsubs = self.table.take_commands(unsubscribe=unsubscribe)
         unsubs += self.strays
         self.strays = []
         if subs:

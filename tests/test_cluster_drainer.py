@@ -79,6 +79,13 @@ class FakeNodeConn:
             raise reply
         return reply
 
+    def read_many(self, limit: int) -> List[Any]:
+        """As the real one: the next reply, then those already here, stopping before a lost connection."""
+        out = [self.read()]
+        while len(out) < limit and self.replies and not isinstance(self.replies[0], ConnectionUnavailable):
+            out.append(self.read())
+        return out
+
     def close(self) -> None:
         self._ours.close()
         self._theirs.close()
@@ -147,7 +154,7 @@ def setup() -> Tuple[ClusterDrainer, Router, FakeCluster]:
     link = Link(open_subscriber=lambda: None,  # type: ignore[arg-type,return-value]
                 read_keys=lambda keys: [], decode_message=lambda c, d: json.loads(d),
                 decode_stored=lambda c, raw: json.loads(raw), health_interval=10.0)
-    drainer = ClusterDrainer(link, router, cluster)
+    drainer = ClusterDrainer(link, router, cluster, linger=0.0)
     yield drainer, router, cluster
     drainer.close_wakeup()
 
@@ -289,3 +296,32 @@ def test_a_burst_on_a_node_lets_its_waiters_run_every_yield_every(setup: Any, mo
         cluster.conns[A].push([b"smessage", channel, doc()])
     until(drainer, lambda: all(f.done for f in futures))
     assert settled_at == [1, 1 + _dispatch.YIELD_EVERY]
+
+
+@pytest.mark.timeout(30)
+def test_sunsubscribes_linger_to_go_out_together() -> None:
+    """As on one connection: a node's first SUNSUBSCRIBE after a quiet spell leaves at once, the next ones wait
+    out ``linger`` and leave together (pipelined: the sharded command takes one slot's channels at a time)."""
+    cluster = FakeCluster()
+    router = Router(0)
+    link = Link(open_subscriber=lambda: None,  # type: ignore[arg-type,return-value]
+                read_keys=lambda keys: [], decode_message=lambda c, d: json.loads(d),
+                decode_stored=lambda c, raw: json.loads(raw), health_interval=60.0)
+    drainer = ClusterDrainer(link, router, cluster, linger=0.2)
+    try:
+        channels = [channel_on(A, n) for n in range(5)]
+        futures = [wait_on(router, channel) for channel in channels]
+        until(drainer, lambda: A in cluster.conns and len(cluster.conns[A].subscribed) == 5)
+        for channel in channels:
+            cluster.conns[A].push([b"smessage", channel, doc()])
+            steps(drainer, 1)
+        steps(drainer, 1)  # the last delivery's drop taken
+        assert all(f.done for f in futures)
+        unsubscribed = [channel for command, channel in cluster.conns[A].sent if command == "SUNSUBSCRIBE"]
+        assert unsubscribed == channels[:1]  # the first at once, the others lingering
+        # One step: its wait ends when the linger is over, not after 60 s (the test's timeout would fail it first)
+        drainer.drain_once(60.0)
+        unsubscribed = [channel for command, channel in cluster.conns[A].sent if command == "SUNSUBSCRIBE"]
+        assert unsubscribed == channels
+    finally:
+        drainer.close_wakeup()
