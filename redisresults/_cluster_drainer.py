@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Callable, Optional
 
 from ._cluster_node import LEAVE, MESSAGE, Node, NodeLost
-from ._cluster_subscriber import Address, slot_of
+from ._cluster_subscriber import Address, TopologyLike, slot_of
 from ._dispatch import READ_KEY, Dispatch
-from ._drainer import COUNTERS, LINGER, LINGER_MAX, PING_PAYLOAD
+from ._drainer import COUNTERS, LINGER, PING_PAYLOAD
 from ._exceptions import ConnectionUnavailable, RedisResultsError
-from ._link import Link, Subscriber
+from ._link import Link
 from ._log import get_logger
 from ._retry import backoff
 from ._router import Changes, Router
@@ -37,20 +37,6 @@ REFRESH_SETTLE = 0.5  # after channels moved, read the map once more: nodes lear
 TIMER_TICK = 0.05  # the longest wait while a retry (connect, read, refresh) is due
 CLUSTER_COUNTERS = (*COUNTERS, "topology_refreshes")
 _POLICY = {"interval_start": 0.05, "interval_step": 0.25, "interval_max": 2.0, "max_retries": 0, "timeout": 0}
-
-
-class TopologyLike(Protocol):
-    """What the drainer needs of the cluster (``_cluster_subscriber.Topology``, or a test fake)."""
-
-    def refresh(self) -> None: ...
-
-    def owner(self, slot: int) -> Optional[Address]: ...
-
-    def open(self, address: Address) -> Subscriber: ...
-
-    def read_keys(self, keys: list[bytes]) -> Any: ...
-
-    def close(self) -> None: ...
 
 
 class ClusterDrainer:
@@ -156,9 +142,8 @@ class ClusterDrainer:
             return min(max_wait, TIMER_TICK)
         closing = [node.idle_since + self.idle_close - now for node in self._nodes.values()
                    if node.idle_since is not None]
-        lingering = [max(0.0, node.last_unsubscribe + self._linger - now) for node in self._nodes.values()
-                     if node.subscriber is not None and node.table.unsubscribe_backlog()]
-        return min([max_wait, *closing, *lingering])
+        lingering = [node.unsubscribe_due_in(now, self._linger) for node in self._nodes.values()]
+        return min([max_wait, *closing, *(due for due in lingering if due is not None)])
 
     # ---------------------------------------------------------------- where channels live
 
@@ -306,17 +291,10 @@ class ClusterDrainer:
     # ---------------------------------------------------------------- commands
 
     def _flush(self) -> None:
-        """Each node's SSUBSCRIBEs now; its SUNSUBSCRIBEs once due (the first after a quiet spell at once, then at
-        most one batch per ``linger`` unless LINGER_MAX are waiting): one send per result was the largest cost
-        of a fan-in across shards."""
         now = time.monotonic()
         for node in list(self._nodes.values()):
-            backlog = node.table.unsubscribe_backlog()
-            due = bool(backlog) and (backlog >= LINGER_MAX or now >= node.last_unsubscribe + self._linger)
-            if due and node.subscriber is not None:
-                node.last_unsubscribe = now
             try:
-                node.flush(unsubscribe=due)
+                node.flush(now, self._linger)
             except ConnectionUnavailable as error:
                 self._lost(node, "connection lost", error)
 

@@ -15,6 +15,7 @@ from typing import Any, Callable, NamedTuple, Optional
 
 from ._channels import ChannelTable
 from ._cluster_subscriber import Address, moved_slot, retry_later, slot_of
+from ._drainer import LINGER_MAX
 from ._link import Subscriber
 
 SUB, UNSUB, PING = "S", "U", "P"
@@ -83,13 +84,19 @@ class Node:
         self.table.disconnected()
         return subscriber
 
-    def flush(self, unsubscribe: bool = True) -> None:
-        """Send the SSUBSCRIBE commands due and, if ``unsubscribe``, the SUNSUBSCRIBEs (one command per channel,
-        pipelined); strays leave at once. ConnectionUnavailable."""
+    def flush(self, now: float, linger: float) -> None:
+        """Send the SSUBSCRIBEs due (one command per channel, pipelined), and the SUNSUBSCRIBEs once due: as on the
+        one-connection drainer, the first after a quiet spell at once, then at most one batch per ``linger``
+        unless LINGER_MAX wait (one send per result was a fan-in's largest cost). Strays leave at once.
+        ConnectionUnavailable."""
         subscriber = self.subscriber
         if subscriber is None:
             return
-        subs, unsubs = self.table.take_commands(unsubscribe=unsubscribe)
+        backlog = self.table.unsubscribe_backlog()
+        due = bool(backlog) and (backlog >= LINGER_MAX or now >= self.last_unsubscribe + linger)
+        if due:
+            self.last_unsubscribe = now
+        subs, unsubs = self.table.take_commands(unsubscribe=due)
         unsubs += self.strays
         self.strays = []
         if subs:
@@ -100,6 +107,12 @@ class Node:
         if unsubs:
             subscriber.unsubscribe(unsubs)
             self.inflight.extend((UNSUB, channel) for channel in unsubs)
+
+    def unsubscribe_due_in(self, now: float, linger: float) -> Optional[float]:
+        """Seconds until the lingering SUNSUBSCRIBEs are due (0: now), None when none wait."""
+        if self.subscriber is None or not self.table.unsubscribe_backlog():
+            return None
+        return max(0.0, self.last_unsubscribe + linger - now)
 
     def ping(self, payload: bytes, now: float) -> None:
         assert self.subscriber is not None

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Mapping, Sequence
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Protocol
 
 import redis
 import redis.cluster
 from redis.crc import key_slot
 
 from ._exceptions import ConnectionUnavailable, translate
+from ._link import Subscriber
 from ._retry import is_transient
 from ._subscriber import RedisSubscriber
 
@@ -95,6 +96,20 @@ class ShardSubscriber:
     def _many(self, command: str, channels: Sequence[bytes]) -> None:
         for start in range(0, len(channels), PIPELINE):
             self._sub.send_commands([(command, channel) for channel in channels[start : start + PIPELINE]])
+
+
+class TopologyLike(Protocol):
+    """What the drainer needs of the cluster (``Topology`` below, or a test fake)."""
+
+    def refresh(self) -> None: ...
+
+    def owner(self, slot: int) -> Optional[Address]: ...
+
+    def open(self, address: Address) -> Subscriber: ...
+
+    def read_keys(self, keys: list[bytes]) -> Any: ...
+
+    def close(self) -> None: ...
 
 
 class Topology:

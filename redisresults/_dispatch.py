@@ -40,7 +40,7 @@ class Dispatch:
         self._link = link
         self._router = router
         self.counters = counters
-        self.yielded = False  # since new_batch(): the first settled future yields at once
+        self._yielded = False  # since new_batch(): the first settled future yields at once
         self._unyielded = 0  # futures settled since the last yield
 
     def message(self, channel: bytes, data: Any) -> Optional[object]:
@@ -115,7 +115,7 @@ class Dispatch:
 
     def new_batch(self) -> None:
         """A drainer starts handling what became readable: the first future it settles yields at once."""
-        self.yielded = False
+        self._yielded = False
         self._unyielded = 0
 
     def woke(self, settled: int) -> None:
@@ -125,8 +125,8 @@ class Dispatch:
         if not settled:
             return
         self._unyielded += settled
-        if not self.yielded or self._unyielded >= YIELD_EVERY:
-            self.yielded = True
+        if not self._yielded or self._unyielded >= YIELD_EVERY:
+            self._yielded = True
             self._unyielded = 0
             _yield_now()
 
