@@ -147,15 +147,19 @@ def doc(status: str = "SUCCESS", result: Any = 1) -> bytes:
     return json.dumps({"status": status, "result": result}).encode()
 
 
-@pytest.fixture
-def setup() -> Tuple[ClusterDrainer, Router, FakeCluster]:
+def make_drainer(linger: float, health_interval: float = 10.0) -> Tuple[ClusterDrainer, Router, FakeCluster]:
     cluster = FakeCluster()
     router = Router(0)
     link = Link(open_subscriber=lambda: None,  # type: ignore[arg-type,return-value]
                 read_keys=lambda keys: [], decode_message=lambda c, d: json.loads(d),
-                decode_stored=lambda c, raw: json.loads(raw), health_interval=10.0)
-    drainer = ClusterDrainer(link, router, cluster, linger=0.0)
-    yield drainer, router, cluster
+                decode_stored=lambda c, raw: json.loads(raw), health_interval=health_interval)
+    return ClusterDrainer(link, router, cluster, linger=linger), router, cluster
+
+
+@pytest.fixture
+def setup() -> Tuple[ClusterDrainer, Router, FakeCluster]:
+    drainer, router, cluster = made = make_drainer(linger=0.0)
+    yield made
     drainer.close_wakeup()
 
 
@@ -302,12 +306,7 @@ def test_a_burst_on_a_node_lets_its_waiters_run_every_yield_every(setup: Any, mo
 def test_sunsubscribes_linger_to_go_out_together() -> None:
     """As on one connection: a node's first SUNSUBSCRIBE after a quiet spell leaves at once, the next ones wait
     out ``linger`` and leave together (pipelined: the sharded command takes one slot's channels at a time)."""
-    cluster = FakeCluster()
-    router = Router(0)
-    link = Link(open_subscriber=lambda: None,  # type: ignore[arg-type,return-value]
-                read_keys=lambda keys: [], decode_message=lambda c, d: json.loads(d),
-                decode_stored=lambda c, raw: json.loads(raw), health_interval=60.0)
-    drainer = ClusterDrainer(link, router, cluster, linger=0.2)
+    drainer, router, cluster = make_drainer(linger=0.2, health_interval=60.0)
     try:
         channels = [channel_on(A, n) for n in range(5)]
         futures = [wait_on(router, channel) for channel in channels]
