@@ -62,7 +62,6 @@ class ClusterDrainer:
         self._refresh_due = False
         self._refresh_at = 0.0
         self._refresh_attempts = 0
-        self._dispatch.new_batch()
 
     # ---------------------------------------------------------------- callable from any thread
 

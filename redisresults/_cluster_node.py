@@ -15,7 +15,7 @@ from typing import Any, Callable, NamedTuple, Optional
 
 from ._channels import ChannelTable
 from ._cluster_subscriber import Address, moved_slot, retry_later, slot_of
-from ._drainer import LINGER_MAX
+from ._drainer import unsubscribes_due
 from ._link import Subscriber
 
 SUB, UNSUB, PING = "S", "U", "P"
@@ -92,8 +92,7 @@ class Node:
         subscriber = self.subscriber
         if subscriber is None:
             return
-        backlog = self.table.unsubscribe_backlog()
-        due = bool(backlog) and (backlog >= LINGER_MAX or now >= self.last_unsubscribe + linger)
+        due = unsubscribes_due(self.table.unsubscribe_backlog(), now, self.last_unsubscribe, linger)
         if due:
             self.last_unsubscribe = now
         subs, unsubs = self.table.take_commands(unsubscribe=due)

@@ -31,6 +31,11 @@ BATCH = 2000
 # drainer's largest cost after parsing. A message on a channel still subscribed meanwhile is just ignored.
 LINGER = 0.01
 LINGER_MAX = 1000
+
+
+def unsubscribes_due(backlog: int, now: float, last_sent: float, linger: float) -> bool:
+    """Whether ``backlog`` lingering UNSUBSCRIBEs go out now (the rule above; the cluster nodes' too)."""
+    return bool(backlog) and (backlog >= LINGER_MAX or now >= last_sent + linger)
 PING_PAYLOAD = b"redisresults-ping"
 # Sentinel: how often the drainer asks where the master is, and how long it keeps reading the old
 # master once it moved (stores already under way on old connections still publish there).
@@ -168,7 +173,7 @@ class Drainer:
             return
         backlog = self._table.unsubscribe_backlog()
         now = time.monotonic()
-        due = bool(backlog) and (backlog >= LINGER_MAX or now >= self._last_unsubscribe + self._linger)
+        due = unsubscribes_due(backlog, now, self._last_unsubscribe, self._linger)
         if due:
             self._last_unsubscribe = now
         subs, unsubs = self._table.take_commands(unsubscribe=due)
