@@ -171,7 +171,7 @@ class ChannelTable:
         unsettled = sum(1 for state in channels.values() if state in (State.SUBSCRIBING, State.UNREAD))
         unsettled += sum(1 for channel in self.wanted.copy() if channel not in channels) + self._reading
         subscribed = sum(1 for state in channels.values() if state is not State.UNSUBSCRIBING)
-        return {"subscribed": subscribed, "settling": unsettled}
+        return {"subscribed": subscribed, "settling": unsettled, "unsubscribing": len(self._to_unsubscribe)}
 
     def states(self, channels: Iterable[bytes]) -> list[State | None]:
         """For tests and diagnostics."""

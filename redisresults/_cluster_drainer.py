@@ -70,17 +70,16 @@ class ClusterDrainer:
 
     def snapshot(self) -> dict[str, Any]:
         """Racy but safe counters for ``stats()``, plus ``nodes``: subscribed channels per connected primary."""
-        subscribed = settling = 0
+        totals = dict.fromkeys(("subscribed", "settling", "unsubscribing"), 0)
         nodes: dict[str, int] = {}
         for node in list(self._nodes.values()):
             counts = node.table.counts()
-            subscribed += counts["subscribed"]
-            settling += counts["settling"]
+            totals = {key: total + counts[key] for key, total in totals.items()}
             if node.subscriber is not None:
                 nodes[node.name] = counts["subscribed"]
         return {
-            "subscribed": subscribed,
-            "settling": settling + len(self._homeless),
+            **totals,
+            "settling": totals["settling"] + len(self._homeless),
             "connected": self._connected(),
             "last_error": self.last_error,
             "nodes": nodes,
@@ -105,6 +104,7 @@ class ClusterDrainer:
             if not isinstance(error, Exception):
                 raise
         finally:
+            self._router.sent.release_all()
             for node in list(self._nodes.values()):
                 self._disconnect(node)
             self._nodes.clear()
@@ -116,7 +116,8 @@ class ClusterDrainer:
 
     def drain_once(self, max_wait: float) -> bool:
         """One step over every node; node failures are handled per node, so this is True unless none is known."""
-        self._apply(self._router.take_changes())
+        changes = self._router.take_changes()
+        self._apply(changes)
         now = time.monotonic()
         if self._refresh_due and now >= self._refresh_at:
             self._refresh()
@@ -124,6 +125,7 @@ class ClusterDrainer:
             if node.subscriber is None and node.table.wanted and now >= node.retry_at:
                 self._connect(node)
         self._flush()
+        self._router.sent.mark(changes.generation)
         self._pump(self._wait_budget(max_wait))
         self._flush()
         self._read_keys()

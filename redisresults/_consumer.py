@@ -18,6 +18,7 @@ from ._keys import task_key
 from ._link import Link, Meta
 from ._router import Router
 from ._runtime import Runner, data_lock
+from ._sent import OPEN, Ticket
 
 
 def idle_stats(mode: str) -> dict[str, Any]:
@@ -27,6 +28,7 @@ def idle_stats(mode: str) -> dict[str, Any]:
         "channels": 0,
         "subscribed": 0,
         "settling": 0,
+        "unsubscribing": 0,
         "drainer_alive": False,
         "connected": False,
         "cached": 0,
@@ -42,6 +44,7 @@ class DrainerLike(Protocol):
 
     stopping: bool
     failure: Optional[str]
+    last_error: Optional[str]  # None while connected (or not yet tried): no sent ticket waits while it is set
 
     def run(self) -> None: ...
 
@@ -145,14 +148,28 @@ class ResultConsumer:
         finally:
             self.discard(future)
 
-    def consume_from(self, task_id: str) -> None:
-        """Subscribe ahead of a wait (e.g. before sending the task)."""
-        self._started(self._router.hold(self._channel(task_id), task_id))
+    def consume_from(self, task_id: str) -> Ticket:
+        """Subscribe ahead of a wait (e.g. before sending the task). Nobody needs to wait on the ticket: it opens
+        (``ticket.wait(timeout)``) once the drainer has sent the SUBSCRIBE, for callers that promise the channel
+        is subscribed on the server when they return (the Celery drop-in's ``delay()``)."""
+        wake, generation = self._router.hold(self._channel(task_id), task_id)
+        self._started(wake)
+        return self._router.sent.ticket(generation, down=self._drainer.last_error is not None)
 
     def cancel_for(self, task_id: str) -> None:
         """Drop the ``consume_from`` holds on ``task_id`` (idempotent); waiters keep the subscription."""
         if self._router.release(self._channel(task_id)):
             self._drainer.wake()
+
+    def sent(self) -> Ticket:
+        """A ticket that opens once the drainer has sent every subscription change made before this call: while
+        one waits, the one-connection drainer sends lingering UNSUBSCRIBEs at once (a cluster node's may still
+        linger, up to ``LINGER``). The drop-in's ``forget()`` waits on it: Celery's unsubscribes before it returns."""
+        if self._runner is None:
+            return OPEN  # no drainer, no connection: nothing to send
+        ticket = self._router.sent.ticket(self._router.next_taken(), down=self._drainer.last_error is not None)
+        self._drainer.wake()
+        return ticket
 
     def watch(self, task_id: str, on_meta: Callable[[Meta], None]) -> Watch:
         """Call ``on_meta(meta)`` from the drainer with every meta published for ``task_id`` (any state,
@@ -188,6 +205,7 @@ class ResultConsumer:
             "channels": counts["channels"],
             "subscribed": snapshot["subscribed"],
             "settling": snapshot["settling"] + counts["unapplied"],
+            "unsubscribing": snapshot["unsubscribing"],
             "drainer_alive": runner is not None and runner.is_alive(),
             "connected": snapshot["connected"],
             "cached": counts["cached"],

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from ._exceptions import DecodeError, DrainerError, RedisResultsError
 from ._future import Resolvable, settle
@@ -36,12 +36,22 @@ def _yield_now() -> None:
 class Dispatch:
     """Decodes and delivers for a drainer; ``counters`` is the drainer's own dict (messages, reads...)."""
 
-    def __init__(self, link: Link, router: Router, counters: dict[str, int]) -> None:
+    def __init__(
+        self,
+        link: Link,
+        router: Router,
+        counters: dict[str, int],
+        before_yield: Optional[Callable[[list[bytes]], None]] = None,
+    ) -> None:
         self._link = link
         self._router = router
         self.counters = counters
         self._yielded = False  # since new_batch(): the first settled future yields at once
         self._unyielded = 0  # futures settled since the last yield
+        # Called with the channels whose interest ready metas ended since the last yield, right before the
+        # drainer yields to the waiters it woke (the one-connection drainer unsubscribes them then, when due).
+        self._before_yield = before_yield
+        self._ended: list[bytes] = []
 
     def message(self, channel: bytes, data: Any) -> Optional[object]:
         """A published payload; ``READ_KEY`` when it only announces a stored result too large to publish."""
@@ -55,7 +65,10 @@ class Dispatch:
             return None
         if meta is None:
             return READ_KEY
-        self.woke(self.deliver(self._router.deliver(channel, meta), meta))
+        delivery = self._router.deliver(channel, meta)
+        if delivery.ended and self._before_yield is not None:
+            self._ended.append(channel)
+        self.woke(self.deliver(delivery, meta))
         return None
 
     def found(self, chunk: Sequence[bytes], values: Sequence[Optional[bytes]], recovering: set[bytes]) -> list[bytes]:
@@ -79,6 +92,8 @@ class Dispatch:
         resolved: list[bytes] = []
         for index, channel in enumerate(channels):
             delivery, deliveries[index] = deliveries[index], NO_DELIVERY  # not held here once settled
+            if delivery.ended and self._before_yield is not None:
+                self._ended.append(channel)
             if delivery.futures:
                 resolved.append(channel)
                 if channel in recovering:
@@ -117,6 +132,15 @@ class Dispatch:
         """A drainer starts handling what became readable: the first future it settles yields at once."""
         self._yielded = False
         self._unyielded = 0
+        self._ended.clear()  # any left reach the drainer as the router's changes on its next step
+
+    def end_batch(self) -> None:
+        """The drainer handled what was readable: channels ended since the last yield go to ``before_yield``
+        now (a result that arrived before anyone waited on it leaves nothing subscribed behind it either)."""
+        if self._ended:
+            assert self._before_yield is not None
+            ended, self._ended = self._ended, []
+            self._before_yield(ended)
 
     def woke(self, settled: int) -> None:
         """``settled`` futures were just settled: let their waiters run (gevent: yield to the hub) at the first
@@ -128,6 +152,7 @@ class Dispatch:
         if not self._yielded or self._unyielded >= YIELD_EVERY:
             self._yielded = True
             self._unyielded = 0
+            self.end_batch()
             _yield_now()
 
     def settle(

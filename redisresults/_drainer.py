@@ -73,7 +73,7 @@ class Drainer:
         self.last_error: Optional[str] = None
         self.failure: Optional[str] = None
         self.counters = dict.fromkeys(COUNTERS, 0)
-        self._dispatch = Dispatch(link, router, self.counters)
+        self._dispatch = Dispatch(link, router, self.counters, before_yield=self._unsubscribe_ended)
         self._health = link.health_interval
         self._step_wait = self._health if link.master_address is None else min(self._health, MASTER_CHECK_INTERVAL)
 
@@ -108,6 +108,7 @@ class Drainer:
             if not isinstance(error, Exception):
                 raise
         finally:
+            self._router.sent.release_all()
             self._drop_connection()
             self.close_wakeup()
 
@@ -134,10 +135,12 @@ class Drainer:
         self._table.apply(changes, connected=self._subscriber is not None)
         if self._subscriber is None:
             if not self._table.wanted:
+                self._router.sent.mark(changes.generation)  # nothing to send
                 self._wait(None, max_wait)
                 return
             self._connect()
         self._flush()
+        self._router.sent.mark(changes.generation)
         wait = 0.0 if self._table.has_reads() else max_wait
         if self._table.unsubscribe_backlog():  # wake when the lingering UNSUBSCRIBEs are due
             wait = max(0.0, min(wait, self._last_unsubscribe + self._linger - time.monotonic()))
@@ -173,7 +176,8 @@ class Drainer:
             return
         backlog = self._table.unsubscribe_backlog()
         now = time.monotonic()
-        due = unsubscribes_due(backlog, now, self._last_unsubscribe, self._linger)
+        due = unsubscribes_due(backlog, now, self._last_unsubscribe, self._linger) or (
+            bool(backlog) and self._router.sent.waiting())  # a caller waits for them (the drop-in's forget())
         if due:
             self._last_unsubscribe = now
         subs, unsubs = self._table.take_commands(unsubscribe=due)
@@ -183,6 +187,14 @@ class Drainer:
             self._table.sent(chunk)
         for start in range(0, len(unsubs), BATCH):
             subscriber.unsubscribe(unsubs[start : start + BATCH])
+
+    def _unsubscribe_ended(self, ended: list[bytes]) -> None:
+        """Before the waiters that ready results woke can run: unsubscribe the channels those results ended,
+        when due (``LINGER``), so a lone ``get()`` returns with its channel already unsubscribed, as Celery's
+        own ``get()`` does (its integration tests check PUBSUB CHANNELS right after). The router reports the
+        same channels as dropped on the next step, which is a no-op for the table by then."""
+        self._table.apply(Changes({}, ended), connected=self._subscriber is not None)
+        self._flush()
 
     def _on_refused(self, error: BaseException) -> None:
         """An error reply: Redis refused the oldest unconfirmed SUBSCRIBE (e.g. an ACL without those
@@ -207,6 +219,7 @@ class Drainer:
                 count += 1
             if not subscriber.buffered():
                 break
+        self._dispatch.end_batch()
         self._last_rx = time.monotonic()
 
     def _on_reply(self, reply: Any) -> None:
@@ -245,6 +258,7 @@ class Drainer:
                     continue
                 self.counters["reads"] += 1
                 self._dispatch.found(chunk, values, recovering)
+            self._dispatch.end_batch()
         finally:
             self._table.reads_done()
 

@@ -17,6 +17,7 @@ import cachetools
 from ._exceptions import DrainerError
 from ._future import Resolvable
 from ._meta import READY_STATES
+from ._sent import SentTickets
 
 Meta = dict[str, Any]
 Watcher = Callable[[Meta], None]
@@ -61,10 +62,12 @@ class _Interest:
 
 
 class Delivery(NamedTuple):
-    """What a published or read meta resolves: the futures to set and the watchers to call."""
+    """What a published or read meta resolves: the futures to set and the watchers to call; ``ended``: the meta
+    was ready and ended the channel's interest (the drainer may unsubscribe before the futures' waiters run)."""
 
     futures: list[Resolvable]
     watchers: tuple[Watcher, ...]
+    ended: bool = False
 
 
 class Changes(NamedTuple):
@@ -77,6 +80,7 @@ class Changes(NamedTuple):
     fresh: dict[bytes, str]
     dropped: list[bytes]
     read: frozenset[bytes] = frozenset()  # fresh channels whose caller read the key just before: no peek
+    generation: int = 0  # numbers every take_changes(), for the callers' sent tickets (_sent)
 
 
 NO_DELIVERY = Delivery([], ())
@@ -105,6 +109,8 @@ class Router:
         # changes (deliver, fail) never count: it takes them on its next step, and must not make a caller
         # skip the wake-up while it blocks.
         self._wake_pending = False
+        self._taken = 0  # take_changes() calls so far: a change made now is in number _taken + 1
+        self.sent = SentTickets()  # the drainer marks each number once it has sent that step's commands
 
     # ---------------------------------------------------------------- callers
 
@@ -158,13 +164,15 @@ class Router:
             self._pending -= 1
             return self._drop_if_idle(channel, interest)
 
-    def hold(self, channel: bytes, task_id: str) -> bool:
-        """Keep ``channel`` subscribed without a waiter (Celery's ``consume_from``)."""
+    def hold(self, channel: bytes, task_id: str) -> tuple[bool, int]:
+        """Keep ``channel`` subscribed without a waiter (Celery's ``consume_from``, before the task is even
+        sent): no peek at the key first, the SUBSCRIBE goes out at once (its key is read once it is confirmed).
+        Returns ``(wake the drainer, the number of the take_changes() that carries it)``."""
         with self._lock:
             self._check_open()
-            interest, wake = self._interest(channel, task_id)
+            interest, wake = self._interest(channel, task_id, READ_BY_CALLER)
             interest.holds += 1
-        return wake
+            return wake, self._taken + 1
 
     def release(self, channel: bytes) -> bool:
         """Drop every hold on ``channel`` (idempotent); waiters and watchers keep it."""
@@ -174,6 +182,12 @@ class Router:
                 return False
             interest.holds = 0
             return self._drop_if_idle(channel, interest)
+
+    def next_taken(self) -> int:
+        """The number of the next ``take_changes()``: it carries every change made so far, and the step that takes
+        it also sends what an earlier one left lingering (while a ticket waits for it)."""
+        with self._lock:
+            return self._taken + 1
 
     def watch(self, channel: bytes, task_id: str, watcher: Watcher) -> bool:
         """Call ``watcher`` with every meta published on ``channel`` until ``unwatch``."""
@@ -230,6 +244,8 @@ class Router:
         with self._lock:
             changed, self._changed = self._changed, {}
             self._wake_pending = False
+            self._taken += 1
+            generation = self._taken
             fresh: dict[bytes, str] = {}
             dropped: list[bytes] = []
             read: list[bytes] = []
@@ -241,7 +257,7 @@ class Router:
                     fresh[channel] = interest.task_id
                     if mark == READ_BY_CALLER:
                         read.append(channel)
-        return Changes(fresh, dropped, frozenset(read))
+        return Changes(fresh, dropped, frozenset(read), generation)
 
     def deliver(self, channel: bytes, meta: Meta) -> Delivery:
         """A meta arrived for ``channel``: watchers see every one; a ready one resolves and ends the interest."""
@@ -309,7 +325,7 @@ class Router:
             return NO_DELIVERY
         futures = interest.futures() if ready else []
         self._pending -= len(futures)
-        return Delivery(futures, interest.watchers)
+        return Delivery(futures, interest.watchers, ready)
 
     def _folded(self) -> Optional[cachetools.LRUCache[str, Meta]]:
         """The LRU with every delivered meta folded in, oldest first (so the newest is the most recent)."""

@@ -324,3 +324,17 @@ def test_sunsubscribes_linger_to_go_out_together() -> None:
         assert unsubscribed == channels
     finally:
         drainer.close_wakeup()
+
+
+def test_a_hold_is_subscribed_without_a_peek_and_its_sent_ticket_opens(setup: Any) -> None:
+    drainer, router, cluster = setup
+    channel = channel_on(A)
+    wake, number = router.hold(channel, channel.decode())
+    ticket = router.sent.ticket(number)
+    assert not ticket.wait(0)
+    drainer.drain_once(0.0)
+    assert ticket.wait(0) and cluster.conns[A].sent == [("SSUBSCRIBE", channel)]
+    pending = router.sent.ticket(router.sent.sent + 1)
+    drainer.stopping = True
+    drainer.run()  # stops at once: nobody waits on a stopped drainer
+    assert pending.wait(0)

@@ -315,7 +315,8 @@ def test_unsubscribes_linger_to_go_out_together() -> None:
     steps(drainer, 1)  # the last delivery's drop taken
     assert all(f.done for f in futures)
     assert server.commands("UNSUBSCRIBE") == [(chan(ids[0]),)]  # the first at once, the others lingering
-    assert drainer.snapshot()["subscribed"] == 0  # not counted as subscribed meanwhile
+    assert drainer.snapshot()["subscribed"] == 0  # not counted as subscribed meanwhile...
+    assert drainer.snapshot()["unsubscribing"] == len(ids) - 1  # ...but as lingering
     # One step: its wait ends when the linger is over, not after 60 s (the test's timeout would fail it first)
     assert drainer.drain_once(60.0)
     assert [sorted(args) for args in server.commands("UNSUBSCRIBE")[1:]] == [sorted(map(chan, ids[1:]))]
@@ -370,3 +371,63 @@ def test_a_burst_lets_the_waiters_it_woke_run_at_the_first_result_then_every_yie
     server.store(chan("t0"), success("t0"))  # a new batch: nobody waits, nobody to yield to
     steps(drainer, 1)
     assert settled_at == []
+
+
+def test_a_lone_result_is_unsubscribed_before_its_waiter_may_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Celery's get() unsubscribes before it returns (its tests look at PUBSUB CHANNELS right after): the drainer
+    sends the UNSUBSCRIBE of a channel a ready result ended before it lets the woken waiters run."""
+    server = FakeServer()
+    router = Router(cache_max=0)
+    drainer = Drainer(server.link(), router, linger=0.2)  # type: ignore[arg-type]
+    (future,) = wait_on(router, "a")
+    steps(drainer)
+    at_yield: List[List[Tuple[bytes, ...]]] = []
+    monkeypatch.setattr(_dispatch, "_yield_now", lambda: at_yield.append(server.commands("UNSUBSCRIBE")))
+    server.store(chan("a"), success("a"))
+    assert drainer.drain_once(0.0)
+    assert future.done and at_yield == [[(chan("a"),)]]
+    (later,) = wait_on(router, "b")
+    steps(drainer)
+    server.store(chan("b"), success("b"))  # within the linger: left to go out with others, not before the yield
+    assert drainer.drain_once(0.0)
+    assert later.done and at_yield[1] == [(chan("a"),)]
+
+
+def test_a_hold_subscribes_without_a_peek_and_its_result_unsubscribes_in_the_same_step() -> None:
+    server, router, drainer = setup()
+    wake, number = router.hold(chan("h"), "h")
+    ticket = router.sent.ticket(number)
+    assert wake and not ticket.wait(0)
+    assert drainer.drain_once(0.0)
+    assert ticket.wait(0) and server.commands("SUBSCRIBE") == [(chan("h"),)]
+    steps(drainer)
+    assert server.reads == [(chan("h"),)]  # only the read after the confirmation (a peek would be a second)
+    server.store(chan("h"), success("h"))  # nobody waits on it yet: the hold alone ends
+    assert drainer.drain_once(0.0)
+    assert server.commands("UNSUBSCRIBE") == [(chan("h"),)]
+
+
+def test_sent_tickets_do_not_wait_on_a_stopped_drainer() -> None:
+    server, router, drainer = setup()
+    _, number = router.hold(chan("h"), "h")
+    ticket = router.sent.ticket(number)
+    drainer.stopping = True
+    drainer.run()
+    assert ticket.wait(0)
+
+
+def test_a_waiting_sent_ticket_sends_lingering_unsubscribes_at_once() -> None:
+    server = FakeServer()
+    router = Router(cache_max=0)
+    drainer = Drainer(server.link(), router, linger=60.0)  # type: ignore[arg-type]
+    router.hold(chan("a"), "a")
+    router.hold(chan("b"), "b")
+    steps(drainer)
+    router.release(chan("a"))
+    steps(drainer)
+    router.release(chan("b"))  # within the linger: it would wait a minute
+    steps(drainer)
+    assert server.commands("UNSUBSCRIBE") == [(chan("a"),)]
+    ticket = router.sent.ticket(router.next_taken())  # nothing new: only the lingering UNSUBSCRIBE to go out
+    assert drainer.drain_once(0.0)
+    assert ticket.wait(0) and server.commands("UNSUBSCRIBE") == [(chan("a"),), (chan("b"),)]

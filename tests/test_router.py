@@ -259,3 +259,30 @@ def test_the_cache_only_ever_answers_the_latest_meta(cache_max: int, ops: List[t
     if newest is not None:
         assert router.cached(newest) == latest[newest]
     assert router.counts()["cached"] <= cache_max
+
+
+def test_holds_are_not_peeked_and_say_which_take_carries_them() -> None:
+    """A hold comes before its task is even sent: no read of the key before subscribing. Its number is the
+    take_changes() that carries it, so a caller's sent ticket waits for exactly that step."""
+    router = Router(cache_max=0)
+    assert router.next_taken() == 1
+    wake, number = router.hold(chan("a"), "a")
+    assert wake and number == 1 and router.next_taken() == 1
+    changes = router.take_changes()
+    assert changes.generation == 1 and changes.fresh == {chan("a"): "a"} and changes.read == frozenset({chan("a")})
+    assert router.next_taken() == 2  # the next one, even with nothing new: lingering commands go out in it
+    assert router.hold(chan("a"), "a") == (False, 2)  # held already: no change, the next take is number 2
+    assert router.take_changes().generation == 2
+
+
+def test_a_ready_delivery_says_it_ended_the_interest() -> None:
+    router = Router(cache_max=0)
+    (future,) = waiting(router, "a")
+    router.hold(chan("b"), "b")
+    router.take_changes()
+    assert router.deliver(chan("a"), {"status": "STARTED"}).ended is False
+    done = router.deliver(chan("a"), ready("a"))
+    assert done.ended and done.futures == [future]
+    assert router.deliver(chan("b"), ready("b")).ended  # a hold alone ends too
+    assert router.deliver(chan("nobody"), ready("nobody")).ended is False
+    assert sorted(router.take_changes().dropped) == [chan("a"), chan("b")]

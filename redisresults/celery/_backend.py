@@ -22,7 +22,7 @@ from redisresults import ConfigError
 from redisresults._store import SHARDED_STORE_SCRIPT
 from redisresults._url import masked
 
-from ._consumer import ResultConsumer
+from ._consumer import SUBSCRIBE_WAIT, ResultConsumer
 from ._core import Core, existing_core, shared_core
 from ._pending import READY_STATES, is_ready
 from ._settings import CoreSpec, cluster_spec, core_spec
@@ -175,11 +175,13 @@ class CeleryBackend(RedisBackend):  # type: ignore[misc]
         return result
 
     def forget(self, task_id: str) -> None:
-        """Celery's forget (DEL, drop from its cache, cancel the subscription), the unsubscribe applied at once."""
+        """Celery's forget (DEL, drop from its cache, cancel the subscription), the UNSUBSCRIBE sent before it
+        returns, as Celery's own (bounded by ``SUBSCRIBE_WAIT``)."""
         super().forget(task_id)
         core = self.existing_core()
         if core is not None:
             core.table.flush()
+            core.consumer().sent().wait(SUBSCRIBE_WAIT)
 
     def on_result_fulfilled(self, result: Any) -> None:
         self.remove_pending_result(result)

@@ -14,6 +14,9 @@ from celery.backends.asynchronous import BaseResultConsumer  # type: ignore  # u
 
 from ._core import Core
 
+#: How long ``delay()`` waits for the drainer to send the task's SUBSCRIBE (see ``consume_from``).
+SUBSCRIBE_WAIT = 1.0
+
 
 class HasCore(Protocol):
     """What the shim needs of its backend (``CeleryBackend``)."""
@@ -49,11 +52,14 @@ class ResultConsumer(BaseResultConsumer):  # type: ignore[misc]
         self.consume_from(initial_task_id)
 
     def consume_from(self, task_id: str) -> None:
-        """Subscribe to ``task_id`` ahead of a wait (Celery does this for every task it sends)."""
+        """Subscribe to ``task_id`` ahead of a wait (Celery does this for every task it sends, before publishing
+        it). Returns once the drainer has sent the SUBSCRIBE, as Celery's own subscribe in the calling thread
+        does (at most ``SUBSCRIBE_WAIT``; at once while Redis is unreachable): the channel is in PUBSUB CHANNELS
+        when ``delay()`` returns."""
         core = self.backend.core()
         core.table.flush()
         core.start_loop()  # so that dropping the last handle unsubscribes even if nothing else happens later
-        core.consumer().consume_from(task_id)
+        core.consumer().consume_from(task_id).wait(SUBSCRIBE_WAIT)
 
     def cancel_for(self, task_id: str) -> None:
         """Drop the ``consume_from`` hold on ``task_id`` unless a result object still waits on it. Idempotent, and

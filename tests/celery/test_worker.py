@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pickle
 import threading
+import time
 import uuid
 from typing import Any, List
 
@@ -16,6 +17,7 @@ from celery import chain, chord, group
 from celery.exceptions import TaskRevokedError
 from celery.result import GroupResult, ResultSet
 
+from redisresults._drainer import LINGER
 from redisresults.celery import CeleryBackend
 from tests.celery.tasks import TaskFailure
 from tests.celery.workers import CeleryWorker
@@ -180,3 +182,32 @@ def test_ignore_result_takes_no_subscription(deployment: Deployment) -> None:
     if isinstance(app.backend, CeleryBackend):
         assert app.backend.stats()["channels"] == 0  # the drop-in asks its drainer to subscribe synchronously
     assert set(app.backend.client.pubsub_channels()) - before == set()
+
+
+@pytest.mark.parametrize("worker_fixture", ["dropin_prefork", "stock_prefork"])
+def test_subscribed_from_delay_until_get_or_forget_returns(
+    request: pytest.FixtureRequest, make_app: Any, broker_url: str, dropin_url: str, worker_fixture: str
+) -> None:
+    """What Celery's own integration tests check of its Redis backend (test_asyncresult_get/forget_cancels_
+    subscription): the channel is in PUBSUB CHANNELS once delay() returns (its SUBSCRIBE went out before the
+    task), and unsubscribed once get() or forget() has returned. The drainer sends that UNSUBSCRIBE, so what is
+    checked is that it is on the wire: Redis may still run a command of another connection first when both arrive
+    in one turn of its event loop. get() has it after a quiet LINGER (a stream's leave within LINGER)."""
+    worker = request.getfixturevalue(worker_fixture)
+    app = make_app(dropin_url, broker_url, worker.queue)
+    before = set(app.backend.client.pubsub_channels())
+
+    def left_subscribed() -> tuple[int, int]:
+        stats = app.backend.stats()
+        return stats["subscribed"], stats["unsubscribing"]  # neither subscribed nor lingering: sent
+
+    for round in range(5):
+        time.sleep(2 * LINGER)  # the precondition, not a synchronisation: no UNSUBSCRIBE went out just before
+        result = s(app, "add").delay(1, 2)
+        assert set(app.backend.client.pubsub_channels()) - before == {app.backend.get_key_for_task(result.id)}
+        assert result.get(timeout=TIMEOUT) == 3
+        assert left_subscribed() == (0, 0), round
+        forgotten = s(app, "add").delay(2, 2)
+        assert set(app.backend.client.pubsub_channels()) - before == {app.backend.get_key_for_task(forgotten.id)}
+        forgotten.forget()
+        assert left_subscribed() == (0, 0), round
