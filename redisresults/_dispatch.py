@@ -48,8 +48,9 @@ class Dispatch:
         self.counters = counters
         self._yielded = False  # since new_batch(): the first settled future yields at once
         self._unyielded = 0  # futures settled since the last yield
-        # Called with the channels whose interest ready metas ended since the last yield, right before the
-        # drainer yields to the waiters it woke (the one-connection drainer unsubscribes them then, when due).
+        # Called with the channels whose interest ready metas ended before the batch's first yield, right before
+        # it (the one-connection drainer unsubscribes them then, when due: after a quiet spell). Later in a batch
+        # the UNSUBSCRIBEs linger anyway, so nothing is collected: a stream pays one flag test per result.
         self._before_yield = before_yield
         self._ended: list[bytes] = []
 
@@ -66,7 +67,7 @@ class Dispatch:
         if meta is None:
             return READ_KEY
         delivery = self._router.deliver(channel, meta)
-        if delivery.ended and self._before_yield is not None:
+        if not self._yielded and delivery.ended and self._before_yield is not None:
             self._ended.append(channel)
         self.woke(self.deliver(delivery, meta))
         return None
@@ -92,7 +93,7 @@ class Dispatch:
         resolved: list[bytes] = []
         for index, channel in enumerate(channels):
             delivery, deliveries[index] = deliveries[index], NO_DELIVERY  # not held here once settled
-            if delivery.ended and self._before_yield is not None:
+            if not self._yielded and delivery.ended and self._before_yield is not None:
                 self._ended.append(channel)
             if delivery.futures:
                 resolved.append(channel)

@@ -70,6 +70,7 @@ class Drainer:
         self._last_rx = 0.0
         self._ping_sent: Optional[float] = None
         self._next_master_check = 0.0
+        self._broken: Optional[ConnectionUnavailable] = None  # a send failed inside a delivery (_unsubscribe_ended)
         self.last_error: Optional[str] = None
         self.failure: Optional[str] = None
         self.counters = dict.fromkeys(COUNTERS, 0)
@@ -145,8 +146,10 @@ class Drainer:
         if self._table.unsubscribe_backlog():  # wake when the lingering UNSUBSCRIBEs are due
             wait = max(0.0, min(wait, self._last_unsubscribe + self._linger - time.monotonic()))
         self._pump(wait)
+        self._check_broken()
         self._flush()
         self._read_keys()
+        self._check_broken()
         self._check_health()
         self._check_master()
 
@@ -193,8 +196,20 @@ class Drainer:
         when due (``LINGER``), so a lone ``get()`` returns with its channel already unsubscribed, as Celery's
         own ``get()`` does (its integration tests check PUBSUB CHANNELS right after). The router reports the
         same channels as dropped on the next step, which is a no-op for the table by then."""
-        self._table.apply(Changes({}, ended), connected=self._subscriber is not None)
-        self._flush()
+        backlog = self._table.unsubscribe_backlog() + len(ended)
+        if self._subscriber is None or not unsubscribes_due(backlog, time.monotonic(), self._last_unsubscribe,
+                                                            self._linger):
+            return  # lingering anyway (a stream of results): the next step applies them, once
+        self._table.apply(Changes({}, ended), connected=True)
+        try:
+            self._flush()
+        except ConnectionUnavailable as error:  # a delivery may be half done here (a read's chunk): resync after it
+            self._broken = error
+
+    def _check_broken(self) -> None:
+        if self._broken is not None:
+            error, self._broken = self._broken, None
+            raise Resync("connection lost", error)
 
     def _on_refused(self, error: BaseException) -> None:
         """An error reply: Redis refused the oldest unconfirmed SUBSCRIBE (e.g. an ACL without those
@@ -244,6 +259,8 @@ class Drainer:
     def _read_keys(self) -> None:
         """Read the keys of confirmed channels (the no-lost-wake-up rule), one MGET per batch."""
         reads = self._table.take_reads()
+        if reads:
+            self._dispatch.new_batch()  # a batch of its own: its first result unsubscribes and yields at once
         recovering = {channel for channel, again in reads if again}
         ready = [channel for channel, _ in reads]
         try:
@@ -287,6 +304,7 @@ class Drainer:
 
     def _drop_connection(self) -> None:
         subscriber, self._subscriber = self._subscriber, None
+        self._broken = None
         self._table.disconnected()
         if subscriber is not None:
             try:

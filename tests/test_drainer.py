@@ -12,7 +12,7 @@ from redisresults._drainer import Drainer
 from redisresults._exceptions import ConnectionUnavailable, DrainerError, PermissionDenied
 from redisresults._future import ResultFuture
 from redisresults._router import Router
-from tests.fakes import FakeServer, success
+from tests.fakes import FakeServer, FakeSubscriber, success
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -431,3 +431,38 @@ def test_a_waiting_sent_ticket_sends_lingering_unsubscribes_at_once() -> None:
     ticket = router.sent.ticket(router.next_taken())  # nothing new: only the lingering UNSUBSCRIBE to go out
     assert drainer.drain_once(0.0)
     assert ticket.wait(0) and server.commands("UNSUBSCRIBE") == [(chan("a"),), (chan("b"),)]
+
+
+def test_a_failed_unsubscribe_amid_a_read_settles_the_whole_read_then_resyncs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The UNSUBSCRIBE sent before the first woken waiter runs can fail in the middle of delivering a read's
+    results: every result of that read is still delivered, and the lost connection is a resync after it."""
+    server, router, drainer = setup()
+    futures = wait_on(router, "a", "b", "c")
+    server.hold_acks = True
+    steps(drainer, 1)  # peeked (nothing there yet), subscribed, confirmations held back
+    for task_id in ("a", "b", "c"):
+        server.store(chan(task_id), success(task_id), publish=False)
+
+    def broken(self: FakeSubscriber, channels: Sequence[bytes]) -> None:
+        raise ConnectionUnavailable("the connection broke")
+
+    monkeypatch.setattr(FakeSubscriber, "unsubscribe", broken)
+    server.release_acks()
+    assert not drainer.drain_once(0.0)  # the read delivered all three, then the resync
+    assert all(f.done and f.meta()["status"] == "SUCCESS" for f in futures)
+    assert drainer.snapshot()["reconnects"] == 1
+
+
+def test_a_result_found_by_the_read_after_the_confirmation_is_unsubscribed_before_its_waiter_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server, router, drainer = setup()
+    (future,) = wait_on(router, "a")
+    server.hold_acks = True
+    steps(drainer, 1)  # peeked: nothing yet; subscribed, confirmation held back
+    server.store(chan("a"), success("a"), publish=False)  # stored before the confirmation: found by the read
+    at_yield: List[List[Tuple[bytes, ...]]] = []
+    monkeypatch.setattr(_dispatch, "_yield_now", lambda: at_yield.append(server.commands("UNSUBSCRIBE")))
+    server.release_acks()
+    steps(drainer, 1)
+    assert future.done and at_yield == [[(chan("a"),)]]
