@@ -167,7 +167,8 @@ class ResultConsumer:
         linger, up to ``LINGER``). The drop-in's ``forget()`` waits on it: Celery's unsubscribes before it returns."""
         if self._runner is None:
             return OPEN  # no drainer, no connection: nothing to send
-        ticket = self._router.sent.ticket(self._router.next_taken(), down=self._drainer.last_error is not None)
+        ticket = self._router.sent.ticket(
+            self._router.next_taken(), down=self._drainer.last_error is not None, urgent=True)
         self._drainer.wake()
         return ticket
 

@@ -180,7 +180,7 @@ class Drainer:
         backlog = self._table.unsubscribe_backlog()
         now = time.monotonic()
         due = unsubscribes_due(backlog, now, self._last_unsubscribe, self._linger) or (
-            bool(backlog) and self._router.sent.waiting())  # a caller waits for them (the drop-in's forget())
+            bool(backlog) and self._router.sent.urgent())  # a caller waits for them (the drop-in's forget())
         if due:
             self._last_unsubscribe = now
         subs, unsubs = self._table.take_commands(unsubscribe=due)

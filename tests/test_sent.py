@@ -14,16 +14,27 @@ from redisresults._sent import OPEN, SentTickets
 def test_a_ticket_opens_once_its_generation_or_a_later_one_is_marked() -> None:
     tickets = SentTickets()
     assert tickets.ticket(0) is OPEN and OPEN.wait(0)  # nothing ever taken: nothing to wait for
-    assert not tickets.waiting()
     first, second = tickets.ticket(1), tickets.ticket(3)
-    assert not first.wait(0) and not second.wait(0) and tickets.waiting()
+    assert not first.wait(0) and not second.wait(0)
     tickets.mark(2)
     assert first.wait(0) and not second.wait(0)
     tickets.mark(1)  # an older number changes nothing
     assert not second.wait(0) and tickets.sent == 2
     tickets.mark(3)
-    assert second.wait(0) and not tickets.waiting()
+    assert second.wait(0)
     assert tickets.ticket(3) is OPEN
+
+
+def test_only_an_urgent_ticket_hurries_the_lingering_unsubscribes() -> None:
+    tickets = SentTickets()
+    plain = tickets.ticket(1)
+    assert not tickets.urgent()  # a delay()'s SUBSCRIBE: the lingering UNSUBSCRIBEs keep their pace
+    urgent = tickets.ticket(2, urgent=True)  # forget()
+    assert tickets.urgent()
+    tickets.mark(1)
+    assert plain.wait(0) and tickets.urgent()
+    tickets.mark(2)
+    assert urgent.wait(0) and not tickets.urgent()
 
 
 def test_down_and_stopped_never_wait() -> None:
