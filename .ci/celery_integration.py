@@ -83,6 +83,8 @@ SUBSET = [
     CANVAS + "test_chord::test_chord_on_error",
     CANVAS + "test_chord::test_error_propagates_from_chord2",
     CANVAS + "test_chain::test_header_failure_fails_the_chords_after_it[1]",
+    # a frozen chord applied twice: its body runs twice (a wait between a header publish and the next one breaks it)
+    CANVAS + "test_chord::test_reapplying_frozen_chord_dispatches_body_again",
 ]
 RUN_TIMEOUT = 3600
 SUBSET_RUN_TIMEOUT = 600

@@ -7,44 +7,15 @@ does the reading; nothing ever drains in the caller's thread.
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any, Optional, Protocol
 
-from celery import signals  # type: ignore  # untyped, or not installed
 from celery.backends.asynchronous import BaseResultConsumer  # type: ignore  # untyped, or not installed
-
-from redisresults._sent import Ticket
 
 from ._core import Core
 
 #: How long ``delay()`` waits for the drainer to send the task's SUBSCRIBE (see ``consume_from``).
 SUBSCRIBE_WAIT = 1.0
-
-
-class _Sending(threading.local):
-    """The task this thread (greenlet, once gevent patched threading) is sending, and its SUBSCRIBE's ticket."""
-
-    task: Optional[tuple[str, Ticket]] = None
-
-
-_sending = _Sending()
-
-
-def _subscribed_before_return(sender: Any = None, headers: Any = None, body: Any = None, **_: Any) -> None:
-    """``after_task_publish``: the task is on its way; ``delay()`` returns once its SUBSCRIBE is on the wire too.
-    Waiting here rather than in ``on_task_call`` overlaps the drainer's send with the broker publish."""
-    sending, _sending.task = _sending.task, None
-    if sending is None:
-        return
-    task_id = headers.get("id") if isinstance(headers, dict) else None
-    if task_id is None and isinstance(body, dict):  # task message protocol 1
-        task_id = body.get("id")
-    if task_id == sending[0]:
-        sending[1].wait(SUBSCRIBE_WAIT)
-
-
-signals.after_task_publish.connect(_subscribed_before_return, weak=False, dispatch_uid="redisresults.celery.sent")
 
 
 class HasCore(Protocol):
@@ -83,12 +54,14 @@ class ResultConsumer(BaseResultConsumer):  # type: ignore[misc]
     def consume_from(self, task_id: str) -> None:
         """Subscribe to ``task_id`` ahead of a wait (Celery does this for every task it sends, before publishing
         it). Celery sends the SUBSCRIBE in the calling thread, so the channel is in PUBSUB CHANNELS once
-        ``delay()`` returns; here the drainer sends it, and ``delay()`` waits for that after the broker publish
-        (``after_task_publish``; at most ``SUBSCRIBE_WAIT``, not at all while Redis is unreachable)."""
+        ``delay()`` returns; here the drainer sends it, and this waits until it has (at most ``SUBSCRIBE_WAIT``,
+        not at all while Redis is unreachable). Before the publish, as Celery's: waiting after it instead (which
+        would overlap the broker's round trip) lets a fast worker finish a chord's first header task before
+        Celery resets the chord's counter ahead of publishing the last one (``test_reapplying_frozen_chord_...``)."""
         core = self.backend.core()
         core.table.flush()
         core.start_loop()  # so that dropping the last handle unsubscribes even if nothing else happens later
-        _sending.task = (task_id, core.consumer().consume_from(task_id))
+        core.consumer().consume_from(task_id).wait(SUBSCRIBE_WAIT)
 
     def cancel_for(self, task_id: str) -> None:
         """Drop the ``consume_from`` hold on ``task_id`` unless a result object still waits on it. Idempotent, and
