@@ -201,13 +201,13 @@ def test_subscribed_from_delay_until_get_or_forget_returns(
         stats = app.backend.stats()
         return stats["subscribed"], stats["unsubscribing"]  # neither subscribed nor lingering: sent
 
-    for round in range(5):
+    for attempt in range(5):
         time.sleep(2 * LINGER)  # the precondition, not a synchronisation: no UNSUBSCRIBE went out just before
         result = s(app, "add").delay(1, 2)
         assert set(app.backend.client.pubsub_channels()) - before == {app.backend.get_key_for_task(result.id)}
         assert result.get(timeout=TIMEOUT) == 3
-        assert left_subscribed() == (0, 0), round
+        assert left_subscribed() == (0, 0), attempt
         forgotten = s(app, "add").delay(2, 2)
         assert set(app.backend.client.pubsub_channels()) - before == {app.backend.get_key_for_task(forgotten.id)}
         forgotten.forget()
-        assert left_subscribed() == (0, 0), round
+        assert left_subscribed() == (0, 0), attempt
