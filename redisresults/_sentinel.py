@@ -34,7 +34,8 @@ class SentinelBackend(RedisBackend):
         # No redis-py retries on sentinel queries either: ours are bounded by retry_policy (a dead node would
         # otherwise cost seconds of hidden backoff per lookup, and stall close() behind the drainer).
         sentinel_kwargs = {**_SENTINEL_DEFAULTS, "retry": Retry(NoBackoff(), 0), **self._config.sentinel_kwargs}
-        sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+        make_sentinel: Any = redis.sentinel.Sentinel  # typed from redis-py 8.2 on, untyped before: no ignore fits both
+        sentinel = make_sentinel(
             [(host["host"], host["port"]) for host in hosts],
             min_other_sentinels=self._config.min_other_sentinels,
             sentinel_kwargs=sentinel_kwargs,
