@@ -204,12 +204,25 @@ def wait_settled(backend: redisresults.RedisBackend, admin: redis.Redis, base: t
         time.sleep(max(0.0005, 3 * cost))
 
 
-class RawFanout:
-    """The raw baseline's receiving side: one thread reads one PubSub and sets per-channel Events."""
+# How often a careful raw client unsubscribes the channels whose results arrived: at most one UNSUBSCRIBE per
+# this many seconds (or per UNSUBSCRIBE_MAX channels), the same rule as the drainer's own lingering UNSUBSCRIBEs.
+UNSUBSCRIBE_EVERY = 0.01
+UNSUBSCRIBE_MAX = 1000
 
-    def __init__(self, client: redis.Redis) -> None:
+
+class RawFanout:
+    """The raw baseline's receiving side: one thread reads one PubSub and sets per-channel Events.
+
+    With ``unsubscribe`` it is the careful client of the fan-in figures: each channel is unsubscribed once its
+    result arrived (batched by ``UNSUBSCRIBE_EVERY``, confirmations read), so a long-lived connection does not
+    collect dead subscriptions, as ours and Celery's own consumer do not. Without it (the other figures, and the
+    fan-in's report-only row) channels stay subscribed until ``close``."""
+
+    def __init__(self, client: redis.Redis, unsubscribe: bool = False) -> None:
         self.pubsub: Any = cast(Any, client).pubsub()
         self.events: dict[bytes, threading.Event] = {}
+        self.unsubscribe = unsubscribe
+        self.unsubscribed = 0  # confirmations read
         self._stop = False
         self._thread: Optional[threading.Thread] = None
 
@@ -233,13 +246,30 @@ class RawFanout:
         self._thread.start()
 
     def _run(self) -> None:
+        ended: list[bytes] = []
+        last_sent = -UNSUBSCRIBE_EVERY
+        wait = 0.2
         while not self._stop:
-            message = self.pubsub.get_message(timeout=0.2)
-            if message is not None and message["type"] == "message":
-                json.loads(message["data"])
-                event = self.events.get(message["channel"])
-                if event is not None:
-                    event.set()
+            message = self.pubsub.get_message(timeout=wait)
+            if message is not None:
+                kind = message["type"]
+                if kind == "message":
+                    json.loads(message["data"])
+                    event = self.events.get(message["channel"])
+                    if event is not None:
+                        event.set()
+                        if self.unsubscribe:
+                            ended.append(message["channel"])
+                elif kind == "unsubscribe":
+                    self.unsubscribed += 1
+            wait = 0.2
+            if ended:
+                now = time.monotonic()
+                if len(ended) >= UNSUBSCRIBE_MAX or now >= last_sent + UNSUBSCRIBE_EVERY:
+                    self.pubsub.unsubscribe(*ended)
+                    ended, last_sent = [], now
+                else:
+                    wait = last_sent + UNSUBSCRIBE_EVERY - now
 
     def close(self) -> None:
         self._stop = True
