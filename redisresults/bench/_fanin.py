@@ -20,6 +20,7 @@ row carries the feed's own rate beside the waiters'.
 
 from __future__ import annotations
 
+import gc
 import resource
 import subprocess
 import sys
@@ -148,6 +149,7 @@ def _fan_in_side(url: str, count: int, side: str) -> dict[str, Any]:
         if storer.stdout.readline().strip() != "ready":
             raise BenchError("the fan-in storing process did not start")
         connections, pubsub = _client_counts(admin, name)
+        gc.collect()  # the setup's garbage is collected now, on both sides, not by whichever store trips it first
         cpu = _cpu_seconds()
         started = time.perf_counter()
         storer.stdin.write("go\n")
