@@ -17,25 +17,15 @@ from ._link import Link, Meta
 from ._log import get_logger
 from ._meta import READY_STATES
 from ._router import NO_DELIVERY, Delivery, Router
-from ._runtime import gevent_patched
 
 log = get_logger("redisresults.drainer")
 
 #: ``message`` returns this for a reference to a result too large to publish: read the key instead.
 READ_KEY = object()
-# In a burst, the drainer lets the waiters it woke run at the first settled future and then once every so many
-# more futures were settled. With threads that is every one: woken threads that pile up behind the drainer each
-# wait for the GIL (a forced switch every 5 ms), and that system time competes with the stores; handing over
-# after each one cut CPU per result 10-13 % in 1,000-thread fan-in A/Bs (111 -> 96, 110 -> 98 us; 200 -> 50 had cut
-# it 10-28 % before). Under
-# gevent a yield is two greenlet switches, so there it is every 50 (see README, "Benchmarks").
-THREAD_YIELD_EVERY = 1
-GEVENT_YIELD_EVERY = 50
-
-
-def yield_every(gevent: bool) -> int:
-    """How many settled futures the drainer hands over after (threads, or greenlets under gevent)."""
-    return GEVENT_YIELD_EVERY if gevent else THREAD_YIELD_EVERY
+# In a burst, the drainer lets the waiters it woke run at the first settled future and then once YIELD_EVERY
+# more futures were settled. Woken threads that pile up behind the drainer each wait for the GIL (a forced
+# switch every 5 ms), and that system time competes with the stores: see README, "Benchmarks".
+YIELD_EVERY = 50
 
 
 def _yield_now() -> None:
@@ -63,7 +53,6 @@ class Dispatch:
         # the UNSUBSCRIBEs linger anyway, so nothing is collected: a stream pays one flag test per result.
         self._before_yield = before_yield
         self._ended: list[bytes] = []
-        self._every = yield_every(gevent_patched())  # sleep(0) is the hub's switch once patched
 
     def message(self, channel: bytes, data: Any) -> Optional[object]:
         """A published payload; ``READ_KEY`` when it only announces a stored result too large to publish."""
@@ -156,12 +145,12 @@ class Dispatch:
 
     def woke(self, settled: int) -> None:
         """``settled`` futures were just settled: let their waiters run (gevent: yield to the hub) at the first
-        of a batch and every ``yield_every()`` after. Called with no frame of this drainer holding the settled
+        of a batch and every ``YIELD_EVERY`` after. Called with no frame of this drainer holding the settled
         futures: what their waiters drop meanwhile is freed at once."""
         if not settled:
             return
         self._unyielded += settled
-        if not self._yielded or self._unyielded >= self._every:
+        if not self._yielded or self._unyielded >= YIELD_EVERY:
             self._yielded = True
             self._unyielded = 0
             self.end_batch()

@@ -286,14 +286,9 @@ def test_moved_parsed_from_a_plain_connection_reply() -> None:
     assert moved_slot(PermissionDenied("NOPERM")) is None and not retry_later(PermissionDenied("NOPERM"))
 
 
-@pytest.mark.parametrize(("every", "expected"), [(50, [1, 51]), (1, list(range(1, 61)))])
-def test_a_burst_on_a_node_lets_its_waiters_run_every_yield_every(
-    every: int, expected: List[int], monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The same pacing as the single-connection drainer: at the first settled future, then per ``yield_every``
-    (50 as under gevent, and 1 as with threads)."""
-    monkeypatch.setattr(_dispatch, "THREAD_YIELD_EVERY", every)
-    drainer, router, cluster = make_drainer(linger=0.0)
+def test_a_burst_on_a_node_lets_its_waiters_run_every_yield_every(setup: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same pacing as the single-connection drainer: at the first settled future, then per YIELD_EVERY."""
+    drainer, router, cluster = setup
     channels = [channel_on(A, n) for n in range(60)]
     futures = [wait_on(router, channel) for channel in channels]
     until(drainer, lambda: A in cluster.conns and len(cluster.conns[A].subscribed) == 60)
@@ -304,8 +299,7 @@ def test_a_burst_on_a_node_lets_its_waiters_run_every_yield_every(
     for channel in channels:
         cluster.conns[A].push([b"smessage", channel, doc()])
     until(drainer, lambda: all(f.done for f in futures))
-    assert settled_at == expected
-    drainer.close_wakeup()
+    assert settled_at == [1, 1 + _dispatch.YIELD_EVERY]
 
 
 @pytest.mark.timeout(30)

@@ -351,10 +351,8 @@ def test_a_wait_during_the_linger_is_served_once_the_unsubscribe_is_confirmed() 
 def test_a_burst_lets_the_waiters_it_woke_run_at_the_first_result_then_every_yield_every(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Waiters get the CPU (GIL or hub) at the first settled future of a burst and then once per ``yield_every``
+    """Waiters get the CPU (GIL or hub) at the first settled future of a burst and then once per YIELD_EVERY
     settled futures, counted in futures, not replies: a channel's two waiters count two, a progress state none."""
-    every = 50  # the gevent pacing, here with threads
-    monkeypatch.setattr(_dispatch, "THREAD_YIELD_EVERY", every)
     server, router, drainer = setup()
     ids = [f"t{n}" for n in range(120)]
     futures = wait_on(router, *ids, "t0")  # t0 has two waiters
@@ -367,30 +365,12 @@ def test_a_burst_lets_the_waiters_it_woke_run_at_the_first_result_then_every_yie
         server.store(chan(task_id), success(task_id))
     steps(drainer, 1)
     assert all(f.done for f in futures)
+    every = _dispatch.YIELD_EVERY
     assert settled_at == [2, 2 + every, 2 + 2 * every]  # t0's two, then 50 more, then 50 more; none for STARTED
     settled_at.clear()
     server.store(chan("t0"), success("t0"))  # a new batch: nobody waits, nobody to yield to
     steps(drainer, 1)
     assert settled_at == []
-
-
-def test_with_threads_a_burst_hands_over_after_every_settled_future(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The thread pacing: each woken waiter may run before the next is woken (no pile-up behind the GIL)."""
-    server, router, drainer = setup()
-    ids = [f"t{n}" for n in range(5)]
-    futures = wait_on(router, *ids)
-    steps(drainer)
-    settled_at: List[int] = []
-    monkeypatch.setattr(_dispatch, "_yield_now", lambda: settled_at.append(sum(f.done for f in futures)))
-    for task_id in ids:
-        server.store(chan(task_id), success(task_id))
-    steps(drainer, 1)
-    assert settled_at == [1, 2, 3, 4, 5]
-
-
-@pytest.mark.parametrize(("gevent", "every"), [(False, 1), (True, 50)])
-def test_yield_every_by_runtime(gevent: bool, every: int) -> None:
-    assert _dispatch.yield_every(gevent) == every
 
 
 def test_a_lone_result_is_unsubscribed_before_its_waiter_may_run(monkeypatch: pytest.MonkeyPatch) -> None:
