@@ -17,7 +17,7 @@ import socket
 import time
 from typing import Any, Callable, Optional
 
-from ._cluster_node import LEAVE, MESSAGE, Node, NodeLost
+from ._cluster_node import LEAVE, MESSAGE, Node, NodeLost, snapshot, unsubscribe_ended
 from ._cluster_subscriber import Address, TopologyLike, slot_of
 from ._dispatch import READ_KEY, Dispatch
 from ._drainer import COUNTERS, LINGER, PING_PAYLOAD
@@ -52,7 +52,8 @@ class ClusterDrainer:
         self.failure: Optional[str] = None
         self.last_error: Optional[str] = None
         self.counters = dict.fromkeys(CLUSTER_COUNTERS, 0)
-        self._dispatch = Dispatch(link, router, self.counters)
+        self._dispatch = Dispatch(link, router, self.counters, before_yield=self._unsubscribe_ended)
+        self._broken: list[tuple[Node, ConnectionUnavailable]] = []  # a send failed inside a delivery
         self.idle_close = IDLE_CLOSE
         self._health = link.health_interval
         self._nodes: dict[Address, Node] = {}
@@ -70,27 +71,8 @@ class ClusterDrainer:
 
     def snapshot(self) -> dict[str, Any]:
         """Racy but safe counters for ``stats()``, plus ``nodes``: subscribed channels per connected primary."""
-        totals = dict.fromkeys(("subscribed", "settling", "unsubscribing"), 0)
-        nodes: dict[str, int] = {}
-        for node in list(self._nodes.values()):
-            counts = node.table.counts()
-            totals = {key: total + counts[key] for key, total in totals.items()}
-            if node.subscriber is not None:
-                nodes[node.name] = counts["subscribed"]
-        return {
-            **totals,
-            "settling": totals["settling"] + len(self._homeless),
-            "connected": self._connected(),
-            "last_error": self.last_error,
-            "nodes": nodes,
-            **self.counters,
-        }
-
-    def _connected(self) -> bool:
-        nodes = list(self._nodes.values())
-        wanting = [node for node in nodes if node.table.wanted]
-        return not self._homeless and all(node.subscriber is not None for node in wanting) and (
-            bool(wanting) or any(node.subscriber is not None for node in nodes))
+        return {**snapshot(list(self._nodes.values()), len(self._homeless)), "last_error": self.last_error,
+                **self.counters}
 
     # ---------------------------------------------------------------- the loop
 
@@ -127,8 +109,10 @@ class ClusterDrainer:
         self._flush()
         self._router.sent.mark(changes.generation)
         self._pump(self._wait_budget(max_wait))
+        self._check_broken()
         self._flush()
         self._read_keys()
+        self._check_broken()
         self._check_health()
         self._close_idle()
         return not (self._refresh_due and self._refresh_attempts > 0)
@@ -292,11 +276,22 @@ class ClusterDrainer:
     # ---------------------------------------------------------------- commands
 
     def _flush(self) -> None:
-        now = time.monotonic()
+        now, urgent = time.monotonic(), self._router.sent.urgent()
         for node in list(self._nodes.values()):
             try:
-                node.flush(now, self._linger)
+                node.flush(now, self._linger, urgent)
             except ConnectionUnavailable as error:
+                self._lost(node, "connection lost", error)
+
+    def _unsubscribe_ended(self, ended: list[bytes]) -> None:
+        """Before woken waiters run, each node unsubscribes the channels ready results ended, when due; a failed
+        send comes mid-delivery (a read's chunk), so that node resyncs after it (``_check_broken``)."""
+        self._broken += unsubscribe_ended(self._nodes, self._home, ended, time.monotonic(), self._linger)
+
+    def _check_broken(self) -> None:
+        broken, self._broken = self._broken, []
+        for node, error in broken:
+            if node.subscriber is not None:
                 self._lost(node, "connection lost", error)
 
     # ---------------------------------------------------------------- reading
@@ -326,6 +321,7 @@ class ClusterDrainer:
                 self._lost(node, "connection lost", error)
             except NodeLost as event:
                 self._lost(node, str(event))
+        self._dispatch.end_batch()
 
     def _drain_node(self, node: Node) -> None:
         """Every reply the node has sent so far (up to BATCH), read in bursts rather than one call each."""
@@ -375,6 +371,7 @@ class ClusterDrainer:
             if now < node.read_at or not node.table.has_reads():
                 continue
             reads = node.table.take_reads()
+            self._dispatch.new_batch()  # a batch of its own: its first result unsubscribes and yields at once
             recovering = {channel for channel, again in reads if again or channel in self._moved}
             ready = [channel for channel, _ in reads]
             try:
@@ -394,5 +391,6 @@ class ClusterDrainer:
                         continue
                     self.counters["reads"] += 1
                     self._moved.difference_update(self._dispatch.found(chunk, values, recovering))
+                self._dispatch.end_batch()
             finally:
                 node.table.reads_done()

@@ -16,7 +16,9 @@ from typing import Any, Callable, NamedTuple, Optional
 from ._channels import ChannelTable
 from ._cluster_subscriber import Address, moved_slot, retry_later, slot_of
 from ._drainer import unsubscribes_due
+from ._exceptions import ConnectionUnavailable
 from ._link import Subscriber
+from ._router import Changes
 
 SUB, UNSUB, PING = "S", "U", "P"
 MESSAGE, LEAVE, REFUSED = "message", "leave", "refused"
@@ -84,15 +86,16 @@ class Node:
         self.table.disconnected()
         return subscriber
 
-    def flush(self, now: float, linger: float) -> None:
+    def flush(self, now: float, linger: float, urgent: bool = False) -> None:
         """Send the SSUBSCRIBEs due (one command per channel, pipelined), and the SUNSUBSCRIBEs once due: as on the
         one-connection drainer, the first after a quiet spell at once, then at most one batch per ``linger``
-        unless LINGER_MAX wait (one send per result was a fan-in's largest cost). Strays leave at once.
-        ConnectionUnavailable."""
+        unless LINGER_MAX wait (one send per result was a fan-in's largest cost), or at once when ``urgent`` (a
+        caller waits for them: the drop-in's ``forget()``). Strays leave at once. ConnectionUnavailable."""
         subscriber = self.subscriber
         if subscriber is None:
             return
-        due = unsubscribes_due(self.table.unsubscribe_backlog(), now, self.last_unsubscribe, linger)
+        backlog = self.table.unsubscribe_backlog()
+        due = unsubscribes_due(backlog, now, self.last_unsubscribe, linger) or (urgent and bool(backlog))
         if due:
             self.last_unsubscribe = now
         subs, unsubs = self.table.take_commands(unsubscribe=due)
@@ -106,6 +109,17 @@ class Node:
         if unsubs:
             subscriber.unsubscribe(unsubs)
             self.inflight.extend((UNSUB, channel) for channel in unsubs)
+
+    def unsubscribe_ended(self, ended: list[bytes], now: float, linger: float) -> None:
+        """Before the waiters that ready results woke may run: drop the channels those results ended, and send
+        their SUNSUBSCRIBEs when due (after a quiet spell), so a lone ``get()`` returns with its channel already
+        unsubscribed, as Celery's own does. In a stream they linger: the router's next changes drop them then.
+        ConnectionUnavailable."""
+        if self.subscriber is None or not unsubscribes_due(
+                self.table.unsubscribe_backlog() + len(ended), now, self.last_unsubscribe, linger):
+            return
+        self.table.apply(Changes({}, ended), connected=True)
+        self.flush(now, linger)
 
     def unsubscribe_due_in(self, now: float, linger: float) -> Optional[float]:
         """Seconds until the lingering SUNSUBSCRIBEs are due (0: now), None when none wait."""
@@ -165,3 +179,36 @@ class Node:
         if kind == UNSUB or retry_later(error):  # MOVED/ASK/TRYAGAIN/CLUSTERDOWN: subscribe where it lives now
             return Event(LEAVE, channel)
         return Event(REFUSED, channel, error) if homed(channel) else None
+
+
+def unsubscribe_ended(nodes: dict[Address, Node], home: dict[bytes, Address], ended: list[bytes], now: float,
+                      linger: float) -> list[tuple[Node, ConnectionUnavailable]]:
+    """``Node.unsubscribe_ended`` on each channel's home node; the nodes whose send failed, with the error."""
+    by_node: dict[Address, list[bytes]] = {}
+    for channel in ended:
+        address = home.get(channel)
+        if address is not None and address in nodes:
+            by_node.setdefault(address, []).append(channel)
+    failed: list[tuple[Node, ConnectionUnavailable]] = []
+    for address, channels in by_node.items():
+        try:
+            nodes[address].unsubscribe_ended(channels, now, linger)
+        except ConnectionUnavailable as error:
+            failed.append((nodes[address], error))
+    return failed
+
+
+def snapshot(nodes: list[Node], homeless: int) -> dict[str, Any]:
+    """The drainer's subscription counts over ``nodes`` (``homeless``: wanted, owner not known yet), plus
+    ``nodes``: subscribed channels per connected primary, and ``connected``. Racy but safe from any thread."""
+    totals = dict.fromkeys(("subscribed", "settling", "unsubscribing"), 0)
+    per_node: dict[str, int] = {}
+    for node in nodes:
+        counts = node.table.counts()
+        totals = {key: total + counts[key] for key, total in totals.items()}
+        if node.subscriber is not None:
+            per_node[node.name] = counts["subscribed"]
+    wanting = [node for node in nodes if node.table.wanted]
+    connected = not homeless and all(node.subscriber is not None for node in wanting) and (
+        bool(wanting) or any(node.subscriber is not None for node in nodes))
+    return {**totals, "settling": totals["settling"] + homeless, "connected": connected, "nodes": per_node}

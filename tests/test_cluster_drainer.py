@@ -338,3 +338,87 @@ def test_a_hold_is_subscribed_without_a_peek_and_its_sent_ticket_opens(setup: An
     drainer.stopping = True
     drainer.run()  # stops at once: nobody waits on a stopped drainer
     assert pending.wait(0)
+
+
+def _sunsubscribed(cluster: FakeCluster, node: Address) -> List[bytes]:
+    return [channel for command, channel in cluster.conns[node].sent if command == "SUNSUBSCRIBE"]
+
+
+def test_a_lone_result_is_sunsubscribed_on_its_node_before_its_waiter_may_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As on one connection (Celery's get() unsubscribes before it returns): the node sends the SUNSUBSCRIBE of a
+    channel a ready result ended before the drainer lets the woken waiter run; within the linger it waits."""
+    drainer, router, cluster = make_drainer(linger=0.2, health_interval=60.0)
+    try:
+        first, second = channel_on(A, 0), channel_on(A, 1)
+        futures = [wait_on(router, first), wait_on(router, second)]
+        until(drainer, lambda: A in cluster.conns and len(cluster.conns[A].subscribed) == 2)
+        steps(drainer)
+        at_yield: List[List[bytes]] = []
+        monkeypatch.setattr(_dispatch, "_yield_now", lambda: at_yield.append(_sunsubscribed(cluster, A)))
+        cluster.conns[A].push([b"smessage", first, doc()])
+        drainer.drain_once(0.0)
+        assert futures[0].done and at_yield == [[first]]
+        cluster.conns[A].push([b"smessage", second, doc()])  # within the linger: not before the yield
+        drainer.drain_once(0.0)
+        assert futures[1].done and at_yield[1] == [first]
+    finally:
+        drainer.close_wakeup()
+
+
+def test_a_result_found_by_the_read_is_sunsubscribed_before_its_waiter_runs(
+    setup: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    drainer, router, cluster = setup
+    channel = channel_on(B)
+    cluster.store[channel] = doc(result="b")  # there before the SSUBSCRIBE is confirmed: the read finds it
+    at_yield: List[List[bytes]] = []
+    monkeypatch.setattr(_dispatch, "_yield_now", lambda: at_yield.append(_sunsubscribed(cluster, B)))
+    future = wait_on(router, channel)
+    until(drainer, lambda: future.done)
+    assert at_yield == [[channel]]
+
+
+def test_a_waiting_urgent_ticket_sends_a_nodes_lingering_sunsubscribes_at_once() -> None:
+    """The drop-in's forget() waits on an urgent ticket: the SUNSUBSCRIBEs still lingering on a node go out in
+    the step that opens it, instead of after the linger."""
+    drainer, router, cluster = make_drainer(linger=60.0, health_interval=60.0)
+    try:
+        a, b = channel_on(A, 0), channel_on(A, 1)
+        router.hold(a, a.decode())
+        router.hold(b, b.decode())
+        until(drainer, lambda: A in cluster.conns and len(cluster.conns[A].subscribed) == 2)
+        router.release(a)
+        steps(drainer)
+        router.release(b)  # within the linger: it would wait a minute
+        steps(drainer)
+        assert _sunsubscribed(cluster, A) == [a]
+        plain = router.sent.ticket(router.next_taken())
+        drainer.drain_once(0.0)
+        assert plain.wait(0) and _sunsubscribed(cluster, A) == [a]
+        ticket = router.sent.ticket(router.next_taken(), urgent=True)
+        drainer.drain_once(0.0)
+        assert ticket.wait(0) and _sunsubscribed(cluster, A) == [a, b]
+    finally:
+        drainer.close_wakeup()
+
+
+def test_a_failed_sunsubscribe_amid_a_delivery_resyncs_the_node_after_it(
+    setup: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A send that fails while the waiters of a node's replies are being woken: every reply already read is
+    delivered, and the node is resynced after (not halfway through its replies)."""
+    drainer, router, cluster = setup
+    channels = [channel_on(A, n) for n in range(3)]
+    futures = [wait_on(router, channel) for channel in channels]
+    until(drainer, lambda: A in cluster.conns and len(cluster.conns[A].subscribed) == 3)
+    steps(drainer)
+
+    def broken(self: FakeNodeConn, channels: Sequence[bytes]) -> None:
+        raise ConnectionUnavailable("the connection broke")
+
+    monkeypatch.setattr(FakeNodeConn, "unsubscribe", broken)
+    for channel in channels:
+        cluster.conns[A].push([b"smessage", channel, doc()])
+    drainer.drain_once(0.0)
+    assert all(f.done and f.meta()["status"] == "SUCCESS" for f in futures)
+    assert drainer.snapshot()["reconnects"] == 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 import pickle
 import ssl
 import threading
+import time
 import uuid
 from typing import Any, Callable, Dict, List
 
@@ -24,6 +25,7 @@ from hypothesis import strategies as st
 from redis.crc import key_slot
 
 import redisresults
+from redisresults._drainer import LINGER
 from redisresults.celery import CeleryBackend, CeleryClusterBackend
 from redisresults.celery._settings import cluster_spec
 from redisresults.celery._sharded import SLOT_ERRORS, celery_url, core_url, tagged_group_key
@@ -33,6 +35,7 @@ from tests.polling import poll
 
 AppFactory = Callable[..., celery.Celery]
 TIMEOUT = 20.0
+TASK_TIME = 0.2  # a task still running while the test looks at its subscription (a ready result ends a hold)
 
 
 def s(app: celery.Celery, name: str, *args: Any) -> Any:
@@ -164,6 +167,40 @@ def test_waits_spread_over_the_shards_on_one_connection_per_primary(
         thread.join(TIMEOUT)
     assert results == {task_id: {"id": task_id} for task_id in ids}
     assert client.backend.stats()["drainer_alive"]
+
+
+def test_subscribed_from_delay_until_get_or_forget_returns_on_the_shards(
+    cluster_threads: CeleryWorker, make_app: AppFactory, cluster_url: str, broker_url: str,
+    redis_cluster: ClusterGroup,
+) -> None:
+    """As on one server (``test_worker.py``): the shard channel is subscribed on its primary once delay() returns,
+    and get()/forget() return with its SUNSUBSCRIBE sent (neither subscribed nor lingering), after a quiet
+    LINGER: a lone result's goes out before its waiter runs, forget()'s before forget() returns."""
+    app = make_app(cluster_url, broker_url, cluster_threads.queue)
+    cluster = redis_cluster.client()
+
+    def on_its_primary(task_id: str) -> int:
+        key = app.backend.get_key_for_task(task_id)
+        owner = cluster.get_node_from_key(key).redis_connection
+        return int(owner.execute_command("PUBSUB", "SHARDNUMSUB", key)[1])
+
+    def left_subscribed() -> tuple[int, int]:
+        stats = app.backend.stats()
+        return stats["subscribed"], stats["unsubscribing"]
+
+    try:
+        for attempt in range(5):
+            time.sleep(2 * LINGER)  # the precondition, not a synchronisation: no SUNSUBSCRIBE went out just before
+            result = s(app, "sleep", TASK_TIME).delay()  # still running when checked: its result ends the hold
+            assert on_its_primary(result.id) == 1, attempt
+            assert result.get(timeout=TIMEOUT) == TASK_TIME
+            assert left_subscribed() == (0, 0), attempt
+            forgotten = s(app, "sleep", TASK_TIME).delay()
+            assert on_its_primary(forgotten.id) == 1, attempt
+            forgotten.forget()
+            assert left_subscribed() == (0, 0), attempt
+    finally:
+        cluster.close()
 
 
 def test_many_results_are_read_per_slot(make_app: AppFactory, cluster_url: str) -> None:

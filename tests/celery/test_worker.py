@@ -23,6 +23,7 @@ from tests.celery.tasks import TaskFailure
 from tests.celery.workers import CeleryWorker
 
 TIMEOUT = 20.0
+TASK_TIME = 0.2  # a task still running while a test looks at its subscription
 Deployment = tuple[celery.Celery, CeleryWorker]
 
 
@@ -203,11 +204,11 @@ def test_subscribed_from_delay_until_get_or_forget_returns(
 
     for attempt in range(5):
         time.sleep(2 * LINGER)  # the precondition, not a synchronisation: no UNSUBSCRIBE went out just before
-        result = s(app, "add").delay(1, 2)
+        result = s(app, "sleep").delay(TASK_TIME)  # still running when checked: its result would end the hold
         assert set(app.backend.client.pubsub_channels()) - before == {app.backend.get_key_for_task(result.id)}
-        assert result.get(timeout=TIMEOUT) == 3
+        assert result.get(timeout=TIMEOUT) == TASK_TIME
         assert left_subscribed() == (0, 0), attempt
-        forgotten = s(app, "add").delay(2, 2)
+        forgotten = s(app, "sleep").delay(TASK_TIME)
         assert set(app.backend.client.pubsub_channels()) - before == {app.backend.get_key_for_task(forgotten.id)}
         forgotten.forget()
         assert left_subscribed() == (0, 0), attempt
