@@ -16,6 +16,8 @@ import time
 import uuid
 from typing import Any, Optional
 
+from redis.exceptions import RedisClusterException
+
 import redisresults
 
 from ._common import (
@@ -109,7 +111,10 @@ class RawShards:
 
 
 def _raw_store(rc: Any, key: bytes, payload: bytes) -> None:
-    pipe = rc.pipeline(transaction=True)
+    try:
+        pipe = rc.pipeline(transaction=True)
+    except RedisClusterException:  # redis-py < 6 has no cluster transactions: MULTI on the key's primary itself
+        pipe = rc.get_node_from_key(key).redis_connection.pipeline(transaction=True)
     pipe.set(key, payload, ex=EXPIRES)
     pipe.execute_command("SPUBLISH", key, payload)
     pipe.execute()
