@@ -7,10 +7,13 @@ import json
 import uuid
 from typing import List
 
+import pytest
 import redis
+from hypothesis import given
+from hypothesis import strategies as st
 
 from redisresults.bench._cluster import RawShards
-from redisresults.bench._common import RawFanout
+from redisresults.bench._common import UNSUBSCRIBE_EVERY, UNSUBSCRIBE_MAX, EndedChannels, RawFanout
 from tests.cluster import ClusterGroup
 from tests.polling import poll
 from tests.servers import RedisServer
@@ -21,6 +24,53 @@ COUNT = 50
 def _channels(count: int = COUNT) -> List[bytes]:
     prefix = uuid.uuid4().hex[:8]
     return [f"rrtest-{prefix}-celery-task-meta-{n}".encode() for n in range(count)]
+
+
+@pytest.mark.parametrize(
+    ("queued", "now", "due", "wait"),
+    [
+        (0, 5.0, 0, 0.2),  # nothing ended: block as long as the reader likes
+        (1, 0.0, 1, 0.2),  # the first after a quiet spell leaves at once
+        (UNSUBSCRIBE_MAX, 0.0, UNSUBSCRIBE_MAX, 0.2),
+    ],
+)
+def test_ended_channels_first_batch(queued: int, now: float, due: int, wait: float) -> None:
+    ended = EndedChannels()
+    ended.channels.extend(f"c{n}".encode() for n in range(queued))
+    assert len(ended.take_due(now)) == due
+    assert ended.wait(now, 0.2) == pytest.approx(wait)
+
+
+def test_ended_channels_linger_after_a_batch_unless_the_cap_is_reached() -> None:
+    ended = EndedChannels()
+    ended.channels.append(b"a")
+    assert ended.take_due(1.0) == [b"a"]
+    ended.channels.append(b"b")
+    assert ended.take_due(1.0 + UNSUBSCRIBE_EVERY / 2) == []  # within the linger
+    assert ended.wait(1.0 + UNSUBSCRIBE_EVERY / 2, 0.2) == pytest.approx(UNSUBSCRIBE_EVERY / 2)
+    assert ended.take_due(1.0 + UNSUBSCRIBE_EVERY) == [b"b"]
+    ended.channels.extend(b"x" for _ in range(UNSUBSCRIBE_MAX))
+    assert len(ended.take_due(1.0 + UNSUBSCRIBE_EVERY)) == UNSUBSCRIBE_MAX  # the cap: at once
+
+
+@given(st.lists(st.tuples(st.integers(0, 3), st.floats(0, 0.05)), max_size=40))
+def test_ended_channels_never_lose_a_channel_nor_send_twice_within_the_linger(
+    steps: List[tuple[int, float]],
+) -> None:
+    ended, now, sent, queued = EndedChannels(), 0.0, [], 0
+    last_batch = None
+    for count, advance in steps:
+        now += advance
+        ended.channels.extend(f"c{queued + n}".encode() for n in range(count))
+        queued += count
+        due = ended.take_due(now)
+        if due:
+            assert last_batch is None or now >= last_batch + UNSUBSCRIBE_EVERY or len(due) >= UNSUBSCRIBE_MAX
+            last_batch = now
+        sent += due
+        assert 0.0 <= ended.wait(now, 0.2) <= 0.2
+    sent += ended.take_due(now + UNSUBSCRIBE_EVERY)
+    assert sent == [f"c{n}".encode() for n in range(queued)]  # in order, each once
 
 
 def _numsub(client: redis.Redis, channels: List[bytes]) -> int:

@@ -22,8 +22,7 @@ import redisresults
 
 from ._common import (
     IDLE,
-    UNSUBSCRIBE_EVERY,
-    UNSUBSCRIBE_MAX,
+    EndedChannels,
     Options,
     Progress,
     Row,
@@ -52,7 +51,8 @@ class RawShards:
     """Raw waiting: one PubSub and one reader thread per primary; ``events[channel]`` is set on a message.
 
     With ``unsubscribe`` (the fan-in's careful client) each reader also SUNSUBSCRIBEs the channels whose
-    results arrived, batched as ``RawFanout`` batches its UNSUBSCRIBEs, and reads the confirmations."""
+    results arrived, batched as ``RawFanout`` batches its UNSUBSCRIBEs (``EndedChannels``), and reads the
+    confirmations."""
 
     def __init__(self, rc: Any, channels: list[bytes], unsubscribe: bool = False) -> None:
         self.events = {channel: threading.Event() for channel in channels}
@@ -79,8 +79,7 @@ class RawShards:
             thread.start()
 
     def _read(self, pubsub: Any) -> None:
-        ended: list[bytes] = []
-        last_sent = -UNSUBSCRIBE_EVERY
+        ended = EndedChannels()
         wait = 0.2
         while not self._stop:
             message = pubsub.get_message(timeout=wait)
@@ -89,18 +88,16 @@ class RawShards:
                 if event is not None:
                     event.set()
                     if self.unsubscribe:
-                        ended.append(message["channel"])
-            wait = 0.2
-            if ended:
+                        ended.channels.append(message["channel"])
+            if ended.channels:
                 now = time.monotonic()
-                if len(ended) >= UNSUBSCRIBE_MAX or now >= last_sent + UNSUBSCRIBE_EVERY:
+                due = ended.take_due(now)
+                if due:
                     # One command per channel (a SUNSUBSCRIBE's channels must share a slot), pipelined in one
                     # write, as our node connections send them; redis-py reads the confirmations as usual.
                     conn = pubsub.connection
-                    conn.send_packed_command(conn.pack_commands([("SUNSUBSCRIBE", c) for c in ended]))
-                    ended, last_sent = [], now
-                else:
-                    wait = last_sent + UNSUBSCRIBE_EVERY - now
+                    conn.send_packed_command(conn.pack_commands([("SUNSUBSCRIBE", c) for c in due]))
+                wait = ended.wait(now, 0.2)
 
     def close(self) -> None:
         self._stop = True

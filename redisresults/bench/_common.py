@@ -210,6 +210,25 @@ UNSUBSCRIBE_EVERY = 0.01
 UNSUBSCRIBE_MAX = 1000
 
 
+class EndedChannels:
+    """A careful raw reader's channels whose results arrived, to unsubscribe in batches (the rule above)."""
+
+    def __init__(self) -> None:
+        self.channels: list[bytes] = []
+        self._last_sent = -UNSUBSCRIBE_EVERY
+
+    def take_due(self, now: float) -> list[bytes]:
+        """The channels to unsubscribe now; none while they may still linger."""
+        if not self.channels or (len(self.channels) < UNSUBSCRIBE_MAX and now < self._last_sent + UNSUBSCRIBE_EVERY):
+            return []
+        due, self.channels, self._last_sent = self.channels, [], now
+        return due
+
+    def wait(self, now: float, idle: float) -> float:
+        """How long the reader may block for its next message: until the lingering ones are due, else ``idle``."""
+        return max(0.0, self._last_sent + UNSUBSCRIBE_EVERY - now) if self.channels else idle
+
+
 class RawFanout:
     """The raw baseline's receiving side: one thread reads one PubSub and sets per-channel Events.
 
@@ -246,8 +265,7 @@ class RawFanout:
         self._thread.start()
 
     def _run(self) -> None:
-        ended: list[bytes] = []
-        last_sent = -UNSUBSCRIBE_EVERY
+        ended = EndedChannels()
         wait = 0.2
         while not self._stop:
             message = self.pubsub.get_message(timeout=wait)
@@ -259,17 +277,15 @@ class RawFanout:
                     if event is not None:
                         event.set()
                         if self.unsubscribe:
-                            ended.append(message["channel"])
+                            ended.channels.append(message["channel"])
                 elif kind == "unsubscribe":
                     self.unsubscribed += 1
-            wait = 0.2
-            if ended:
+            if ended.channels:
                 now = time.monotonic()
-                if len(ended) >= UNSUBSCRIBE_MAX or now >= last_sent + UNSUBSCRIBE_EVERY:
-                    self.pubsub.unsubscribe(*ended)
-                    ended, last_sent = [], now
-                else:
-                    wait = last_sent + UNSUBSCRIBE_EVERY - now
+                due = ended.take_due(now)
+                if due:
+                    self.pubsub.unsubscribe(*due)
+                wait = ended.wait(now, 0.2)
 
     def close(self) -> None:
         self._stop = True
